@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -53,7 +54,9 @@ class WatchFolder(StrictModel):
 
 
 class SoundCloudConfig(StrictModel):
-    client_id: str = Field("", description="Your SoundCloud app's client id (the secret lives in the keyring).")
+    client_id: str = Field(
+        "", description="Your SoundCloud app's client id (the secret lives in the keyring)."
+    )
     api_url: str = Field("https://api.soundcloud.com", description="SoundCloud API base URL.")
     auth_url: str = Field("https://secure.soundcloud.com", description="SoundCloud OAuth base URL.")
     redirect_uri: str = Field(
@@ -79,17 +82,26 @@ class SoundCloudConfig(StrictModel):
                 f"must be a loopback address such as http://localhost:8765/callback, got {value!r}"
             )
         if parts.port is None:
-            raise ValueError(f"must name a port, e.g. http://localhost:8765/callback, got {value!r}")
+            raise ValueError(
+                f"must name a port, e.g. http://localhost:8765/callback, got {value!r}"
+            )
         return value
 
 
 class UploadsConfig(StrictModel):
     concurrency: int = Field(1, ge=1, le=8, description="How many uploads run at once.")
     max_attempts: int = Field(
-        10, ge=1, le=1000, description="Failed attempts (SoundCloud reachable) before a track is 'failed'."
+        10,
+        ge=1,
+        le=1000,
+        description="Failed attempts (SoundCloud reachable) before a track is 'failed'.",
     )
-    backoff_base_seconds: float = Field(30.0, gt=0, description="First retry delay; doubles each attempt.")
-    backoff_max_seconds: float = Field(3600.0, gt=0, description="Longest delay between two attempts.")
+    backoff_base_seconds: float = Field(
+        30.0, gt=0, description="First retry delay; doubles each attempt."
+    )
+    backoff_max_seconds: float = Field(
+        3600.0, gt=0, description="Longest delay between two attempts."
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> UploadsConfig:
@@ -122,22 +134,33 @@ class PreviewConfig(StrictModel):
     fade_out: float = Field(1.5, ge=0, le=10, description="Fade-out seconds.")
 
 
-_COLOUR = r"^#([0-9a-fA-F]{6}|[0-9a-fA-F]{8})$"
+_COLOUR = re.compile(r"^#([0-9a-fA-F]{6}|[0-9a-fA-F]{8})$")
 
 
 class ArtworkConfig(StrictModel):
     size: int = Field(1400, ge=800, le=4000, description="Square artwork edge in pixels.")
-    background: str = Field("#111318", pattern=_COLOUR, description="Background colour (#rrggbb).")
-    foreground: str = Field("#ff5500", pattern=_COLOUR, description="Waveform colour (#rrggbb).")
-    style: Literal["bars", "mirror", "line"] = Field("bars", description="How the waveform is drawn.")
+    background: str = Field("#111318", description="Background colour (#rrggbb).")
+    foreground: str = Field("#ff5500", description="Waveform colour (#rrggbb).")
+    style: Literal["bars", "mirror", "line"] = Field(
+        "bars", description="How the waveform is drawn."
+    )
     bars: int = Field(120, ge=16, le=1000, description="Number of bars across the image.")
+
+    @field_validator("background", "foreground")
+    @classmethod
+    def _colour(cls, value: str) -> str:
+        if not _COLOUR.match(value):
+            raise ValueError(f"must be a colour written #rrggbb (e.g. #ff5500), got {value!r}")
+        return value
 
 
 class NotificationsConfig(StrictModel):
     released: bool = Field(True, description="A track went public.")
     uploaded: bool = Field(True, description="A track was uploaded (privately, or scheduled).")
     failed: bool = Field(True, description="A track failed and needs you.")
-    needs_login: bool = Field(True, description="SoundCloud login expired; run 'releaseosd auth login'.")
+    needs_login: bool = Field(
+        True, description="SoundCloud login expired; run 'releaseosd auth login'."
+    )
 
 
 def default_state_dir() -> Path:
@@ -152,12 +175,12 @@ class Config(StrictModel):
     state_dir: Path = Field(
         default_factory=default_state_dir, description="Where the store, previews and artwork live."
     )
-    soundcloud: SoundCloudConfig = Field(default_factory=SoundCloudConfig)  # type: ignore[arg-type]
-    uploads: UploadsConfig = Field(default_factory=UploadsConfig)  # type: ignore[arg-type]
-    defaults: DefaultsConfig = Field(default_factory=DefaultsConfig)  # type: ignore[arg-type]
-    preview: PreviewConfig = Field(default_factory=PreviewConfig)  # type: ignore[arg-type]
-    artwork: ArtworkConfig = Field(default_factory=ArtworkConfig)  # type: ignore[arg-type]
-    notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)  # type: ignore[arg-type]
+    soundcloud: SoundCloudConfig = Field(default_factory=SoundCloudConfig)
+    uploads: UploadsConfig = Field(default_factory=UploadsConfig)
+    defaults: DefaultsConfig = Field(default_factory=DefaultsConfig)
+    preview: PreviewConfig = Field(default_factory=PreviewConfig)
+    artwork: ArtworkConfig = Field(default_factory=ArtworkConfig)
+    notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
 
     _expand_state_dir = field_validator("state_dir", mode="before")(_expand)
 

@@ -62,7 +62,9 @@ class SidecarDefaults(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    artist: str | None = Field(None, max_length=200, description="Artist name (ID3 tag of the preview).")
+    artist: str | None = Field(
+        None, max_length=200, description="Artist name (ID3 tag of the preview)."
+    )
     genre: str | None = Field(None, max_length=100, description="SoundCloud genre, e.g. 'Techno'.")
     tags: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(
         None, max_length=30, description="Tags; multi-word tags are fine."
@@ -96,11 +98,18 @@ class SidecarDefaults(BaseModel):
 
 class Sidecar(SidecarDefaults):
     title: str | None = Field(
-        None, min_length=1, max_length=100, description="Track title (default: the audio's title tag, else the file name)."
+        None,
+        min_length=1,
+        max_length=100,
+        description="Track title (default: the audio's title tag, else the file name).",
     )
     description: str | None = Field(None, max_length=4000, description="Track description.")
-    bpm: float | None = Field(None, gt=0, le=999, description="Tempo; shown in the description and ID3 tags.")
-    key: str | None = Field(None, max_length=20, description="Musical key, e.g. 'F# minor', 'Am' or '8A'.")
+    bpm: float | None = Field(
+        None, gt=0, le=999, description="Tempo; shown in the description and ID3 tags."
+    )
+    key: str | None = Field(
+        None, max_length=20, description="Musical key, e.g. 'F# minor', 'Am' or '8A'."
+    )
     isrc: str | None = Field(None, description="ISRC code, e.g. GB-ABC-26-00001.")
     release_at: dt.datetime | None = Field(
         None,
@@ -159,7 +168,9 @@ class Sidecar(SidecarDefaults):
                 f"needs a time as well as a date, e.g. {value.isoformat()}T18:00 (local time)"
             )
         if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
-            raise ValueError(f"needs a time as well as a date, e.g. {value.strip()}T18:00 (local time)")
+            raise ValueError(
+                f"needs a time as well as a date, e.g. {value.strip()}T18:00 (local time)"
+            )
         if isinstance(value, int | float) and not isinstance(value, bool):
             raise ValueError("must be a date and time such as 2026-12-01T18:00, not a number")
         return value
@@ -180,8 +191,8 @@ class Sidecar(SidecarDefaults):
     @field_validator("artwork", mode="before")
     @classmethod
     def _artwork_inside(cls, value: Any, info: ValidationInfo) -> Any:
-        if value is None:
-            return None
+        if value is None or isinstance(value, Path):
+            return value
         if not isinstance(value, str) or not value.strip():
             raise ValueError("must be a path to an image file, relative to the sidecar")
         context = info.context or {}
@@ -229,7 +240,9 @@ def folder_defaults_for(folder: Path) -> Path | None:
 
 
 def is_sidecar_name(path: Path) -> bool:
-    return path.suffix.lower() in SIDECAR_SUFFIXES and path.name.lower() not in FOLDER_DEFAULTS_NAMES
+    return (
+        path.suffix.lower() in SIDECAR_SUFFIXES and path.name.lower() not in FOLDER_DEFAULTS_NAMES
+    )
 
 
 def _load_one(path: Path, watch_root: Path | None) -> tuple[dict[str, Any], LineMap]:
@@ -268,7 +281,9 @@ def load_sidecar(
 
 def check_sidecar_file(path: Path, watch_root: Path | None = None) -> Sidecar:
     """Validate one sidecar (or release.yaml) on its own, for `releaseosd validate`."""
-    defaults = None if path.name.lower() in FOLDER_DEFAULTS_NAMES else folder_defaults_for(path.parent)
+    defaults = (
+        None if path.name.lower() in FOLDER_DEFAULTS_NAMES else folder_defaults_for(path.parent)
+    )
     return load_sidecar(path, watch_root=watch_root, folder_defaults=defaults)
 
 

@@ -76,10 +76,13 @@ class LineMap:
                         best = key_node.start_mark.line + 1
                         child = value_node
                         break
-            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-                if 0 <= part < len(node.value):
-                    child = node.value[part]
-                    best = child.start_mark.line + 1
+            elif (
+                isinstance(node, yaml.SequenceNode)
+                and isinstance(part, int)
+                and 0 <= part < len(node.value)
+            ):
+                child = node.value[part]
+                best = child.start_mark.line + 1
             if child is None:
                 return best
             node = child
@@ -113,7 +116,9 @@ def read_text(file: Path, max_bytes: int | None = None) -> str:
         raise FileProblems([Problem(file, None, "", f"cannot be read: {exc.strerror}")]) from None
     if max_bytes is not None and len(raw) > max_bytes:
         limit = f"{max_bytes // 1024} KiB"
-        raise FileProblems([Problem(file, None, "", f"is larger than {limit}; is it really a sidecar?")])
+        raise FileProblems(
+            [Problem(file, None, "", f"is larger than {limit}; is it really a sidecar?")]
+        )
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -189,19 +194,26 @@ def _message(err: Mapping[str, Any], model: type[BaseModel]) -> str:
     return f"{msg}, got {_describe(got)}"
 
 
-def problems_from(exc: ValidationError, model: type[BaseModel], file: Path, lines: LineMap) -> list[Problem]:
+def problems_from(
+    exc: ValidationError, model: type[BaseModel], file: Path, lines: LineMap
+) -> list[Problem]:
     problems: list[Problem] = []
     for err in exc.errors(include_url=False):
         # Union members add their own type name to loc; a user's key path never contains those.
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and _is_type_tag(p)))
         problems.append(Problem(file, lines.line(loc), format_loc(loc), _message(err, model)))
-    return _dedupe(problems)
+    return sorted(_dedupe(problems), key=lambda p: (p.line or 0, p.key))
 
 
 def _is_type_tag(part: str) -> bool:
-    return part in {"str", "int", "float", "bool", "list[str]", "literal['auto']"} or part.startswith(
-        ("function-", "literal[", "list[", "constrained-")
-    )
+    return part in {
+        "str",
+        "int",
+        "float",
+        "bool",
+        "list[str]",
+        "literal['auto']",
+    } or part.startswith(("function-", "literal[", "list[", "constrained-"))
 
 
 def _dedupe(problems: list[Problem]) -> list[Problem]:
@@ -221,11 +233,16 @@ def validate(
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise FileProblems([Problem(file, lines.line(()), "", "must be a mapping of keys to values")])
+        raise FileProblems(
+            [Problem(file, lines.line(()), "", "must be a mapping of keys to values")]
+        )
     bad_keys = [k for k in data if not isinstance(k, str)]
     if bad_keys:
         raise FileProblems(
-            [Problem(file, lines.line(()), str(k), "keys must be words, not numbers or dates") for k in bad_keys]
+            [
+                Problem(file, lines.line(()), str(k), "keys must be words, not numbers or dates")
+                for k in bad_keys
+            ]
         )
     try:
         return model.model_validate(data, context=context)

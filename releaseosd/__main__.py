@@ -1,0 +1,3 @@
+from releaseosd.cli import main
+
+main(prog_name="releaseosd")

@@ -1,0 +1,219 @@
+"""The command line: parse, call, print. Heavy modules are imported inside commands so that
+`releaseosd --help` stays instant.
+
+Exit codes: 0 success; 1 the command ran and found problems or failed (validation errors, an
+upload that failed, a daemon that is not running); 2 bad usage or a bad config file;
+3 a state directory owned by another releaseosd.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+from releaseosd import __version__
+
+if TYPE_CHECKING:
+    from releaseosd.config import Config
+
+EXIT_PROBLEMS = 1
+EXIT_CONFIG = 2
+EXIT_BUSY = 3
+
+
+class Context:
+    def __init__(self, config_path: Path | None) -> None:
+        self.config_path = config_path
+        self._config: Config | None = None
+        self.resolved_path: Path | None = None
+        self.config_exists = False
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            from releaseosd.config import load_config
+            from releaseosd.yamlfile import FileProblems
+
+            try:
+                self._config, self.resolved_path, self.config_exists = load_config(self.config_path)
+            except FileProblems as exc:
+                fail(str(exc), EXIT_CONFIG)
+        return self._config
+
+
+def fail(message: str, code: int = EXIT_PROBLEMS) -> NoReturn:
+    click.echo(message, err=True)
+    sys.exit(code)
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog="""\b
+Examples:
+  releaseosd run --sandbox          rehearse everything against a local SoundCloud
+  releaseosd validate ~/Music/Exports/*.yaml
+  releaseosd status --json | jq '.[] | select(.state == "failed")'
+""",
+)
+@click.version_option(__version__, "-V", "--version", prog_name="releaseosd")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="RELEASEOSD_CONFIG",
+    help="Config file (default: $RELEASEOSD_CONFIG, else the user config dir).",
+)
+@click.pass_context
+def main(ctx: click.Context, config_path: Path | None) -> None:
+    """releaseosd watches your DAW export folders and releases finished tracks to SoundCloud:
+    preview, artwork, scheduled release, upload, notification."""
+    ctx.obj = Context(config_path)
+
+
+# --- validate -----------------------------------------------------------------------------------
+
+
+def _is_config_file(path: Path) -> bool:
+    name = path.name.lower()
+    return name.startswith(("config.", "releaseosd")) or ".config." in name
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@pass_ctx
+def validate(obj: Context, paths: tuple[Path, ...]) -> None:
+    """Check sidecars (and config files) and report every problem with file, line and key.
+
+    A folder is searched for sidecars. Exits 1 when anything is wrong.
+
+    \b
+    Example:
+      releaseosd validate "Night Drive.yaml" release.yaml ~/.config/releaseosd/config.yaml
+    """
+    from releaseosd.config import Config
+    from releaseosd.sidecar import SIDECAR_SUFFIXES, check_sidecar_file
+    from releaseosd.yamlfile import FileProblems, load_model
+
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in SIDECAR_SUFFIXES))
+        else:
+            files.append(path)
+    if not files:
+        fail("no sidecars found in " + ", ".join(str(p) for p in paths))
+    bad = 0
+    for file in files:
+        try:
+            if _is_config_file(file):
+                load_model(Config, file, max_bytes=1024 * 1024, context={"base_dir": file.parent})
+            else:
+                check_sidecar_file(file, watch_root=_watch_root_for(obj, file))
+        except FileProblems as exc:
+            bad += 1
+            click.echo(str(exc), err=True)
+        else:
+            click.echo(f"ok  {file}")
+    if bad:
+        fail(f"{bad} of {len(files)} file(s) have problems")
+
+
+def _watch_root_for(obj: Context, file: Path) -> Path | None:
+    try:
+        folders = obj.config.watch
+    except SystemExit:
+        return None
+    resolved = file.resolve()
+    for folder in folders:
+        root = folder.path.resolve()
+        if resolved.is_relative_to(root):
+            return root
+    return None
+
+
+# --- config ------------------------------------------------------------------------------------
+
+
+@main.group("config")
+def config_group() -> None:
+    """Inspect the configuration."""
+
+
+@config_group.command("show")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of YAML.")
+@pass_ctx
+def config_show(obj: Context, as_json: bool) -> None:
+    """Print the effective configuration (defaults filled in, secrets masked)."""
+    import yaml
+
+    from releaseosd.config import effective_dict
+
+    data = effective_dict(obj.config)
+    where = obj.resolved_path
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    origin = f"{where}" if obj.config_exists else f"{where} (not present: built-in defaults)"
+    click.echo(f"# effective configuration from {origin}")
+    click.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True).rstrip())
+
+
+# --- status ------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON array, one object per track.")
+@pass_ctx
+def status(obj: Context, as_json: bool) -> None:
+    """Show every track and where it is in the pipeline.
+
+    \b
+    Example:
+      releaseosd status --json | jq '.[] | select(.state == "failed") | .error'
+    """
+    from releaseosd.control import read_rows
+
+    rows = read_rows(obj.config)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    _print_table(rows)
+
+
+def _print_table(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        click.echo("no tracks yet")
+        return
+    color = sys.stdout.isatty()
+    colours = {
+        "released": "green",
+        "published": "green",
+        "scheduled": "cyan",
+        "failed": "red",
+        "invalid": "red",
+        "needs_login": "yellow",
+    }
+    headers = ("ID", "STATE", "TITLE", "RELEASE", "NOTE")
+    table = []
+    for row in rows:
+        note = row.get("error") or (row["soundcloud"] or {}).get("permalink_url") or ""
+        release = (row.get("release_at") or "")[:16].replace("T", " ")
+        table.append((row["id"][:8], row["state"], row["title"][:40], release, note))
+    widths = [max(len(h), *(len(r[i]) for r in table)) for i, h in enumerate(headers[:-1])]
+    click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=False)) + "  NOTE")
+    for r in table:
+        cells = [c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)]
+        if color and r[1] in colours:
+            cells[1] = click.style(cells[1], fg=colours[r[1]])
+        click.echo("  ".join(cells) + "  " + r[-1])
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,335 @@
+"""The store: TinyDB on crash-safe storage, the single source of truth for every track.
+
+TinyDB's own JSONStorage rewrites its file in place, so a crash or a full disk mid-write leaves a
+broken file. AtomicJSONStorage writes a temporary file, fsyncs it, renames it over the old one and
+fsyncs the folder: after a crash the file holds either the old or the new data, never a mix.
+TinyDB is not thread-safe either, so every access goes through one lock here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import errno
+import fcntl
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from tinydb import Query, TinyDB
+from tinydb.storages import Storage
+
+from releaseosd.states import State, TransitionError, can_move
+from releaseosd.track import HistoryEntry, Track, utcnow
+
+SCHEMA_VERSION = 2
+STORE_FILE = "store.json"
+LOCK_FILE = "releaseosd.lock"
+HISTORY_LIMIT = 200
+
+
+class StoreError(Exception):
+    """The store cannot be used; the message says why and what to do."""
+
+
+class StateDirBusy(StoreError):
+    pass
+
+
+class AtomicJSONStorage(Storage):
+    def __init__(self, path: str | Path, **_: Any) -> None:
+        self.path = Path(path)
+
+    def read(self) -> dict[str, dict[str, Any]] | None:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        if not text.strip():
+            return None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise StoreError(
+                f"{self.path}: the store is not valid JSON (line {exc.lineno}); it was not written "
+                "by releaseosd's atomic storage. Restore it from a backup or move it away."
+            ) from None
+        if not isinstance(data, dict):
+            raise StoreError(f"{self.path}: the store does not hold a JSON object")
+        return data
+
+    def write(self, data: dict[str, dict[str, Any]]) -> None:
+        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+        folder = self.path.parent
+        fd, tmp = tempfile.mkstemp(prefix=".store-", suffix=".tmp", dir=folder)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def close(self) -> None:
+        pass
+
+
+# --- migrations -------------------------------------------------------------------------------
+# Each takes the raw TinyDB data of version N and returns version N+1. They run by themselves on
+# open; the old file is kept beside the new one as store.json.vN.bak.
+
+
+def _migrate_1_to_2(data: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """v1 (Release OS's layout): 'status', 'file', flat SoundCloud fields, no history."""
+    status_map = {
+        "new": "pending",
+        "queued": "ready",
+        "uploading": "uploading",
+        "uploaded": "published",
+        "live": "released",
+        "error": "failed",
+        "bad": "invalid",
+    }
+    tracks_out: dict[str, Any] = {}
+    for doc_id, old in data.get("tracks", {}).items():
+        state = status_map.get(str(old.get("status", "new")), "pending")
+        created = old.get("created") or utcnow().isoformat()
+        track = Track(
+            id=str(old.get("id") or doc_id),
+            title=str(old.get("title") or Path(str(old.get("file", ""))).stem),
+            audio_path=str(old.get("file", "")),
+            sha256=old.get("hash"),
+            sidecar_path=old.get("sidecar"),
+            metadata=dict(old.get("meta") or {}),
+            state=State(state),
+            attempts=int(old.get("tries") or 0),
+            last_error=old.get("error"),
+            release_at=old.get("release_at"),
+            created_at=created,
+            updated_at=created,
+        )
+        track.soundcloud.urn = (
+            f"soundcloud:tracks:{old['sc_id']}" if old.get("sc_id") is not None else None
+        )
+        track.soundcloud.permalink_url = old.get("sc_url")
+        track.soundcloud.sharing = old.get("sharing")
+        track.history.append(HistoryEntry(at=created, state=track.state, note="migrated from v1"))
+        tracks_out[doc_id] = track.model_dump(mode="json")
+    return {"tracks": tracks_out, "meta": {"1": {"schema_version": 2}}}
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, dict[str, Any]]], dict[str, dict[str, Any]]]] = {
+    1: _migrate_1_to_2,
+}
+
+
+def _version_of(data: dict[str, dict[str, Any]]) -> int:
+    meta = data.get("meta") or {}
+    for doc in meta.values():
+        if "schema_version" in doc:
+            return int(doc["schema_version"])
+    # Release OS's v1 files had no meta table at all.
+    return 1 if data.get("tracks") else SCHEMA_VERSION
+
+
+class OwnerLock:
+    """Only one daemon (or one direct CLI edit) may own a state_dir at a time."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self, purpose: str = "daemon") -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            owner = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                raise StateDirBusy(
+                    f"{self.path.parent} is in use by {owner}. Only one releaseosd may run per state "
+                    "directory: stop the other one (releaseosd service status) or set another "
+                    "state_dir."
+                ) from None
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"releaseosd {purpose} pid {os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, 0)
+            os.close(self._fd)
+            self._fd = None
+
+
+def prepare_state_dir(state_dir: Path) -> None:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(state_dir, 0o700)
+
+
+class Store:
+    """All reads and writes of track records. Open with `Store.open(state_dir)`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.RLock()
+        self._migrate_if_needed()
+        self._db = TinyDB(path, storage=AtomicJSONStorage)
+        self._tracks = self._db.table("tracks", cache_size=0)
+        meta = self._db.table("meta")
+        if not meta.all():
+            meta.insert({"schema_version": SCHEMA_VERSION})
+
+    @classmethod
+    def open(cls, state_dir: Path) -> Store:
+        prepare_state_dir(state_dir)
+        # A writer killed mid-write leaves its temp file; the store itself is intact.
+        for leftover in state_dir.glob(".store-*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+        return cls(state_dir / STORE_FILE)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # --- migrations ---
+    def _migrate_if_needed(self) -> None:
+        storage = AtomicJSONStorage(self.path)
+        data = storage.read()
+        if data is None:
+            return
+        version = _version_of(data)
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} was written by a newer releaseosd (schema {version}, this one "
+                f"knows {SCHEMA_VERSION}); upgrade releaseosd."
+            )
+        if version == SCHEMA_VERSION:
+            return
+        backup = self.path.with_name(f"{self.path.name}.v{version}.bak")
+        if not backup.exists():
+            AtomicJSONStorage(backup).write(data)
+        while version < SCHEMA_VERSION:
+            data = MIGRATIONS[version](data)
+            version += 1
+        storage.write(data)
+
+    # --- reads ---
+    def all(self) -> list[Track]:
+        with self._lock:
+            return [Track.model_validate(doc) for doc in self._tracks.all()]
+
+    def get(self, track_id: str) -> Track | None:
+        with self._lock:
+            doc = self._tracks.get(Query().id == track_id)
+        return Track.model_validate(doc) if doc else None
+
+    def by_audio_path(self, audio_path: Path) -> Track | None:
+        wanted = str(audio_path)
+        with self._lock:
+            doc = self._tracks.get(Query().audio_path == wanted)
+        return Track.model_validate(doc) if doc else None
+
+    def by_sha256(self, sha256: str) -> list[Track]:
+        with self._lock:
+            docs = self._tracks.search(Query().sha256 == sha256)
+        return [Track.model_validate(d) for d in docs]
+
+    def find(self, ref: str) -> list[Track]:
+        """TRACK as a user types it: an id, an id prefix, a title or a path."""
+        tracks = self.all()
+        exact = [t for t in tracks if t.id == ref]
+        if exact:
+            return exact
+        by_prefix = [t for t in tracks if len(ref) >= 3 and t.id.startswith(ref)]
+        if by_prefix:
+            return by_prefix
+        folded = ref.casefold()
+        by_title = [t for t in tracks if t.title.casefold() == folded]
+        if by_title:
+            return by_title
+        with contextlib.suppress(OSError):
+            as_path = str(Path(ref).expanduser().resolve())
+            by_path = [t for t in tracks if t.audio_path == as_path]
+            if by_path:
+                return by_path
+        return [t for t in tracks if t.title.casefold().startswith(folded)] if folded else []
+
+    # --- writes ---
+    def insert(self, track: Track) -> Track:
+        with self._lock:
+            if self._tracks.contains(Query().id == track.id):
+                raise StoreError(f"track id {track.id} exists already")
+            if not track.history:
+                track.history.append(
+                    HistoryEntry(at=track.created_at, state=track.state, note="seen")
+                )
+            self._tracks.insert(track.model_dump(mode="json"))
+        return track
+
+    def update(self, track_id: str, change: Callable[[Track], None], note: str = "") -> Track:
+        """Read-modify-write one track under the store lock, so concurrent updates never clobber.
+
+        A change of state is checked against the transition table and recorded in the history;
+        so is any change that comes with a note (e.g. metadata sent after a sidecar edit).
+        """
+        with self._lock:
+            doc = self._tracks.get(Query().id == track_id)
+            if doc is None:
+                raise StoreError(f"no track with id {track_id}")
+            track = Track.model_validate(doc)
+            before = track.state
+            change(track)
+            if not can_move(before, track.state):
+                raise TransitionError(track_id, before, track.state)
+            if track.state != before or note:
+                track.history.append(
+                    HistoryEntry(at=utcnow(), state=track.state, previous=before, note=note)
+                )
+            track.updated_at = utcnow()
+            del track.history[:-HISTORY_LIMIT]
+            self._tracks.update(track.model_dump(mode="json"), Query().id == track_id)
+            return track
+
+    def transition(self, track_id: str, to: State, note: str = "", **fields: Any) -> Track:
+        """Move a track to its next state, recording why; refuses moves the table forbids."""
+
+        def apply(track: Track) -> None:
+            for name, value in fields.items():
+                setattr(track, name, value)
+            track.state = to
+
+        return self.update(track_id, apply, note)
+
+    def delete(self, track_id: str) -> None:
+        with self._lock:
+            self._tracks.remove(Query().id == track_id)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Hold the lock across several calls that must see one consistent store."""
+        with self._lock:
+            yield
+
+
+def parse_when(value: str) -> dt.datetime:
+    """An ISO 8601 time from the CLI; without an offset it is local time."""
+    when = dt.datetime.fromisoformat(value)
+    return when.astimezone() if when.tzinfo is None else when

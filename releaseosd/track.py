@@ -1,0 +1,92 @@
+"""The track record: everything the store knows about one export."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from releaseosd.states import State
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def new_track_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+class HistoryEntry(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    at: dt.datetime
+    state: State
+    previous: State | None = None
+    note: str = ""
+
+
+class RemoteTrack(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    urn: str | None = None
+    permalink_url: str | None = None
+    sharing: str | None = None
+    uploaded_at: dt.datetime | None = None
+    published_at: dt.datetime | None = None
+    # The metadata last sent, so an edited sidecar sends only what changed.
+    sent_fields: dict[str, Any] = Field(default_factory=dict)
+    playlists: list[str] = Field(default_factory=list)
+
+
+class Track(BaseModel):
+    model_config = ConfigDict(extra="ignore", validate_assignment=False)
+
+    id: str = Field(default_factory=new_track_id)
+    title: str = ""
+    audio_path: str
+    watch_root: str | None = None
+    sha256: str | None = None
+    sidecar_path: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    probe: dict[str, Any] | None = None
+    state: State = State.PENDING
+    attempts: int = 0
+    offline_attempts: int = 0
+    next_attempt_at: dt.datetime | None = None
+    last_error: str | None = None
+    preview_path: str | None = None
+    artwork_path: str | None = None
+    release_at: dt.datetime | None = None
+    soundcloud: RemoteTrack = Field(default_factory=RemoteTrack)
+    # A re-export whose content differs from what was uploaded: reported, never uploaded by itself.
+    local_change: dict[str, Any] | None = None
+    created_at: dt.datetime = Field(default_factory=utcnow)
+    updated_at: dt.datetime = Field(default_factory=utcnow)
+    history: list[HistoryEntry] = Field(default_factory=list)
+
+    def status_row(self) -> dict[str, Any]:
+        """The shape `releaseosd status --json` prints: stable, documented, no secrets."""
+        return {
+            "id": self.id,
+            "title": self.title,
+            "audio_path": self.audio_path,
+            "state": self.state.value,
+            "error": self.last_error,
+            "release_at": _iso(self.release_at),
+            "attempts": self.attempts,
+            "next_attempt_at": _iso(self.next_attempt_at),
+            "soundcloud": {
+                "urn": self.soundcloud.urn,
+                "permalink_url": self.soundcloud.permalink_url,
+                "sharing": self.soundcloud.sharing,
+            },
+            "local_change": self.local_change,
+            "updated_at": _iso(self.updated_at),
+        }
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value else None
