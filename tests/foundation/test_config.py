@@ -143,3 +143,24 @@ def test_effective_dict_is_plain_data() -> None:
     data = effective_dict(Config())
     assert data["uploads"]["concurrency"] == 1
     assert isinstance(data["state_dir"], str)
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_example_config_has_not_drifted_and_loads() -> None:
+    from releaseosd.reference import example_config
+
+    example = REPO / "config" / "releaseosd.example.yaml"
+    assert example.read_text(encoding="utf-8") == example_config(), (
+        "config/releaseosd.example.yaml is out of date: run `python -m releaseosd.reference`"
+    )
+    config, _, _ = load_config(example)
+    assert config.watch and config.uploads.concurrency == 1
+
+
+def test_readme_reference_tables_have_not_drifted() -> None:
+    from releaseosd.reference import render_readme
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert readme == render_readme(readme), "README is out of date: run `python -m releaseosd.reference`"
