@@ -215,5 +215,221 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
         click.echo("  ".join(cells) + "  " + r[-1])
 
 
+# --- daemon ------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--sandbox", is_flag=True, help="Rehearse against a local SoundCloud sandbox.")
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default="INFO",
+    show_default=True,
+)
+@pass_ctx
+def run(obj: Context, sandbox: bool, log_level: str) -> None:
+    """Run the daemon in the foreground (what the service runs).
+
+    \b
+    Examples:
+      releaseosd run --sandbox     no SoundCloud account needed; nothing leaves this machine
+      releaseosd run --log-level DEBUG
+    """
+    from releaseosd.daemon import Daemon, setup_logging
+    from releaseosd.store import StateDirBusy
+
+    setup_logging(log_level)
+    config = obj.config
+    try:
+        code = Daemon(config, obj.config_path, sandbox=sandbox).run()
+    except StateDirBusy as exc:
+        fail(str(exc), EXIT_BUSY)
+    sys.exit(code)
+
+
+@main.command()
+@click.argument("file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--sidecar", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("."),
+    show_default=True,
+    help="Where to write the preview and artwork.",
+)
+@pass_ctx
+def build(obj: Context, file: Path, sidecar: Path | None, out: Path) -> None:
+    """Build the preview MP3 and artwork for one file, without the daemon, to check the look.
+
+    \b
+    Example:
+      releaseosd build "Night Drive.wav" --out /tmp/check
+    """
+    from releaseosd.media.build import build_assets
+    from releaseosd.media.probe import AudioProblem
+    from releaseosd.sidecar import Sidecar, folder_defaults_for, load_sidecar, sidecar_for
+    from releaseosd.yamlfile import FileProblems
+
+    config = obj.config
+    try:
+        own = sidecar or sidecar_for(file)
+        defaults = folder_defaults_for(file.parent)
+        meta = (
+            load_sidecar(own, watch_root=file.resolve().parent, folder_defaults=defaults)
+            if own or defaults
+            else Sidecar()
+        )
+        out.mkdir(parents=True, exist_ok=True)
+        built = build_assets(file, meta, config, out)
+    except FileProblems as exc:
+        fail(str(exc))
+    except AudioProblem as exc:
+        fail(str(exc))
+    info = built.info
+    click.echo(
+        f"{file}: {info.format}, {info.duration:.2f} s, {info.sample_rate} Hz, "
+        f"{info.channels} channel(s)"
+    )
+    click.echo(f"title    {built.title}")
+    click.echo(f"preview  {built.preview}  (from {built.preview_start:.1f} s)")
+    click.echo(f"artwork  {built.artwork}  ({built.artwork_source})")
+    click.echo(f"sha256   {built.sha256}")
+
+
+@main.command()
+@click.option("--port", type=int, default=8766, show_default=True)
+@click.option("--data", type=click.Path(path_type=Path, file_okay=False), default=None)
+def sandbox(port: int, data: Path | None) -> None:
+    """Serve a local SoundCloud-compatible API on 127.0.0.1 for rehearsals and tests."""
+    from releaseosd.soundcloud.sandbox import serve_forever
+
+    serve_forever(port, data)
+
+
+# --- control -----------------------------------------------------------------------------------
+
+
+def _control(obj: Context, name: str, body: dict[str, Any]) -> None:
+    from releaseosd.commands import CommandError
+    from releaseosd.control import run_command
+    from releaseosd.store import StateDirBusy
+
+    try:
+        click.echo(run_command(obj.config, name, body))
+    except CommandError as exc:
+        fail(str(exc))
+    except StateDirBusy as exc:
+        fail(f"the daemon seems to be starting or stuck: {exc}", EXIT_BUSY)
+
+
+@main.command()
+@click.argument("track")
+@pass_ctx
+def retry(obj: Context, track: str) -> None:
+    """Try a failed (or waiting) track again now. TRACK: an id, id prefix, title or path."""
+    _control(obj, "retry", {"track": track})
+
+
+@main.command()
+@click.argument("track")
+@click.option("--now", "now", is_flag=True, help="Make it public now.")
+@click.option("--at", "at", help="Make it public at this time (ISO 8601, local unless offset).")
+@pass_ctx
+def release(obj: Context, track: str, now: bool, at: str | None) -> None:
+    """Set when a track goes public.
+
+    \b
+    Examples:
+      releaseosd release "Night Drive" --now
+      releaseosd release 3fa2 --at 2026-12-04T18:00
+    """
+    from releaseosd.store import parse_when
+
+    if now == bool(at):
+        fail("give exactly one of --now or --at TIME", EXIT_CONFIG)
+    body: dict[str, Any] = {"track": track}
+    if at:
+        try:
+            body["at"] = parse_when(at).isoformat()
+        except ValueError:
+            fail(f"--at {at!r}: not an ISO 8601 time such as 2026-12-04T18:00", EXIT_CONFIG)
+    _control(obj, "release", body)
+
+
+@main.command()
+@click.argument("track")
+@click.option("--remote", is_flag=True, help="Also delete it on SoundCloud.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_ctx
+def remove(obj: Context, track: str, remote: bool, yes: bool) -> None:
+    """Stop handling a track (its files stay); with --remote, delete it on SoundCloud too."""
+    if remote and not yes:
+        click.confirm(f"Delete '{track}' on SoundCloud? This cannot be undone", abort=True)
+    _control(obj, "remove", {"track": track, "remote": remote})
+
+
+@main.command()
+@pass_ctx
+def pause(obj: Context) -> None:
+    """Pause uploads (releases still happen at their time)."""
+    _control(obj, "pause", {})
+
+
+@main.command()
+@pass_ctx
+def resume(obj: Context) -> None:
+    """Resume uploads."""
+    _control(obj, "resume", {})
+
+
+# --- service -----------------------------------------------------------------------------------
+
+
+@main.group("service")
+def service_group() -> None:
+    """Install releaseosd as a systemd user service (Linux) or a launchd agent (macOS)."""
+
+
+def _platform_option(f: Any) -> Any:
+    return click.option(
+        "--platform",
+        type=click.Choice(["linux", "darwin"]),
+        default=None,
+        help="Act as on this platform (default: this machine's).",
+    )(f)
+
+
+@service_group.command("install")
+@click.option("--dry-run", is_flag=True, help="Print the file and the commands; change nothing.")
+@_platform_option
+@pass_ctx
+def service_install(obj: Context, dry_run: bool, platform: str | None) -> None:
+    """Install and start the service; it then starts at every login."""
+    from releaseosd import service
+
+    obj.config  # noqa: B018 - refuse to install a service around a broken config
+    sys.exit(service.install(dry_run=dry_run, platform=platform, config_path=obj.resolved_path))
+
+
+@service_group.command("uninstall")
+@click.option("--dry-run", is_flag=True, help="Print the commands; change nothing.")
+@_platform_option
+def service_uninstall(dry_run: bool, platform: str | None) -> None:
+    """Stop the service and remove it."""
+    from releaseosd import service
+
+    sys.exit(service.uninstall(dry_run=dry_run, platform=platform))
+
+
+@service_group.command("status")
+@_platform_option
+@pass_ctx
+def service_status(obj: Context, platform: str | None) -> None:
+    """Whether the service is installed and running, and where its logs are."""
+    from releaseosd import service
+
+    sys.exit(service.status(platform=platform, config_path=obj.config_path))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -318,6 +318,16 @@ class Store:
 
         return self.update(track_id, apply, note)
 
+    def flag(self, name: str) -> bool:
+        """A persisted daemon-wide switch (e.g. 'paused'), so it survives restarts."""
+        with self._lock:
+            doc = self._db.table("meta").get(Query().flag == name)
+        return bool(doc and doc.get("value"))
+
+    def set_flag(self, name: str, value: bool) -> None:
+        with self._lock:
+            self._db.table("meta").upsert({"flag": name, "value": value}, Query().flag == name)
+
     def delete(self, track_id: str) -> None:
         with self._lock:
             self._tracks.remove(Query().id == track_id)

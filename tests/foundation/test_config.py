@@ -163,4 +163,6 @@ def test_readme_reference_tables_have_not_drifted() -> None:
     from releaseosd.reference import render_readme
 
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    assert readme == render_readme(readme), "README is out of date: run `python -m releaseosd.reference`"
+    assert readme == render_readme(readme), (
+        "README is out of date: run `python -m releaseosd.reference`"
+    )

@@ -1,0 +1,141 @@
+"""What a producer can ask for — retry, release, remove, pause — applied to the store.
+
+The same code runs inside the daemon (reached over the control socket) and in the CLI when no
+daemon runs; the daemon passes hooks so that a change takes effect at once (a wake-up, a rebuild).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from releaseosd.states import REMOTE, State
+from releaseosd.store import Store
+from releaseosd.track import Track, utcnow
+
+if TYPE_CHECKING:
+    from releaseosd.soundcloud.client import SoundCloudClient
+
+log = logging.getLogger("releaseosd.commands")
+
+
+class CommandError(Exception):
+    """The request cannot be done as asked; the message says why and what to do instead."""
+
+
+@dataclass
+class Hooks:
+    """What the daemon does after a command changed the store; no-ops for the plain CLI."""
+
+    kick: Callable[[], None] = lambda: None
+    wake: Callable[[str, dt.datetime], None] = lambda _id, _when: None
+    rebuild: Callable[[str], None] = lambda _path: None
+    client: Callable[[], SoundCloudClient] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve(store: Store, ref: str) -> Track:
+    matches = store.find(ref)
+    if not matches:
+        raise CommandError(f"no track matches '{ref}' (try an id from 'releaseosd status')")
+    if len(matches) > 1:
+        listed = ", ".join(f"{t.id[:8]} ({t.title})" for t in matches[:6])
+        raise CommandError(f"'{ref}' matches {len(matches)} tracks: {listed}; use an id")
+    return matches[0]
+
+
+class Commands:
+    def __init__(
+        self, store: Store, hooks: Hooks | None = None, clock: Callable[[], dt.datetime] = utcnow
+    ) -> None:
+        self.store = store
+        self.hooks = hooks or Hooks()
+        self.clock = clock
+
+    def status(self) -> list[dict[str, Any]]:
+        tracks = sorted(self.store.all(), key=lambda t: t.created_at)
+        return [t.status_row() for t in tracks]
+
+    def retry(self, ref: str) -> str:
+        track = resolve(self.store, ref)
+        if track.state == State.FAILED:
+            # On SoundCloud already: pick up after the upload (check, then schedule or publish).
+            back = State.PROCESSING if track.soundcloud.urn else State.READY
+            self.store.transition(
+                track.id,
+                back,
+                note="retry asked by the user",
+                attempts=0,
+                offline_attempts=0,
+                next_attempt_at=None,
+                last_error=None,
+            )
+        elif track.state == State.READY:
+            self.store.update(
+                track.id,
+                lambda t: setattr(t, "next_attempt_at", None),
+                note="retry now asked by the user",
+            )
+        elif track.state in (State.INVALID, State.PENDING):
+            self.hooks.rebuild(track.audio_path)
+        elif track.state == State.NEEDS_LOGIN:
+            raise CommandError(
+                f"'{track.title}' waits for a SoundCloud login: run 'releaseosd auth login'; it "
+                "resumes by itself"
+            )
+        else:
+            raise CommandError(f"'{track.title}' is {track.state}: there is nothing to retry")
+        self.hooks.kick()
+        return f"{track.title}: will be tried again now"
+
+    def release(self, ref: str, when: dt.datetime | None) -> str:
+        """Set the release time (None = now). The track goes public at that time."""
+        track = resolve(self.store, ref)
+        now = self.clock()
+        at = when or now
+        if track.state in (State.RELEASED, State.REMOVED):
+            raise CommandError(f"'{track.title}' is {track.state} already")
+        if track.state in (State.INVALID, State.FAILED, State.NEEDS_LOGIN) and when is None:
+            raise CommandError(
+                f"'{track.title}' is {track.state}: fix that first ('releaseosd status' says why)"
+            )
+
+        def apply(t: Track) -> None:
+            t.release_at = at
+            t.metadata = {**t.metadata, "sharing": "public", "release_date": at.date().isoformat()}
+            t.next_attempt_at = None
+            if t.state == State.PUBLISHED:
+                t.state = State.SCHEDULED
+
+        self.store.update(track.id, apply, note=f"release set to {at.isoformat()} by the user")
+        self.hooks.wake(track.id, at)
+        self.hooks.kick()
+        if at <= now:
+            return f"{track.title}: going public now"
+        return f"{track.title}: goes public at {at.astimezone().isoformat(timespec='minutes')}"
+
+    def remove(self, ref: str, remote: bool) -> str:
+        track = resolve(self.store, ref)
+        said = ""
+        if remote and track.soundcloud.urn:
+            if self.hooks.client is None:
+                raise CommandError("removing from SoundCloud needs SoundCloud access")
+            existed = self.hooks.client().delete_track(track.soundcloud.urn)
+            said = " and deleted on SoundCloud" if existed else " (already gone from SoundCloud)"
+        elif track.state in REMOTE and track.soundcloud.urn:
+            said = f"; it stays on SoundCloud ({track.soundcloud.permalink_url})"
+        if track.state != State.REMOVED:
+            self.store.transition(track.id, State.REMOVED, note="removed by the user" + said)
+        return f"{track.title}: removed{said}"
+
+    def pause(self) -> str:
+        self.store.set_flag("paused", True)
+        return "uploads paused (releases at their time still happen); 'releaseosd resume' resumes"
+
+    def resume(self) -> str:
+        self.store.set_flag("paused", False)
+        self.hooks.kick()
+        return "uploads resumed"

@@ -1,0 +1,315 @@
+"""The daemon: composes watcher → ingest → store → scheduler → upload → publish → notify, runs
+until SIGTERM/SIGINT, reloads its config on SIGHUP, and speaks systemd's notify protocol."""
+
+from __future__ import annotations
+
+import logging
+import re
+import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from releaseosd import sdnotify
+from releaseosd.config import Config, load_config
+from releaseosd.store import OwnerLock, Store, prepare_state_dir
+
+if TYPE_CHECKING:
+    from releaseosd.soundcloud.client import SoundCloudClient
+    from releaseosd.soundcloud.tokens import TokenStore
+
+log = logging.getLogger("releaseosd.daemon")
+
+STOP_WITHIN_SECONDS = 8.0
+
+
+class _NoSecrets(logging.Filter):
+    """Belt and braces: tokens are never passed to the logger, but a library might print one."""
+
+    _patterns = (
+        re.compile(r"(OAuth\s+)[A-Za-z0-9._~+/=-]{8,}"),
+        re.compile(r"((?:access|refresh)_token[\"']?\s*[:=]\s*[\"']?)[A-Za-z0-9._~+/=-]{8,}"),
+        re.compile(r"(client_secret[\"']?\s*[:=]\s*[\"']?)[A-Za-z0-9._~+/=-]{8,}"),
+        re.compile(r"(code_verifier[\"']?\s*[:=]\s*[\"']?)[A-Za-z0-9._~+/=-]{8,}"),
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = message
+        for pattern in self._patterns:
+            cleaned = pattern.sub(r"\1********", cleaned)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+def setup_logging(level: str = "INFO") -> None:
+    handler = logging.StreamHandler()
+    # journald adds its own timestamps; a terminal reader still wants the time.
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_NoSecrets())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("apscheduler", "httpx", "httpcore", "watchdog"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+def _discard(_result: object) -> None:
+    """The build pool logs a failed job itself; the caller has nothing to wait for."""
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: Config,
+        config_path: Path | None = None,
+        sandbox: bool = False,
+        tick_seconds: float = 15.0,
+        reconcile_seconds: float = 60.0,
+        tokens: TokenStore | None = None,
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.sandbox = sandbox
+        self.tick_seconds = tick_seconds
+        self.reconcile_seconds = reconcile_seconds
+        self._token_store = tokens
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self._client: SoundCloudClient | None = None
+        self._client_lock = threading.Lock()
+
+    # --- SoundCloud access ---------------------------------------------------------------------
+
+    def client(self) -> SoundCloudClient:
+        with self._client_lock:
+            if self._client is None:
+                import httpx
+
+                from releaseosd.soundcloud.client import SoundCloudClient
+                from releaseosd.soundcloud.tokens import TokenManager, TokenStore
+
+                store = self._token_store or TokenStore()
+                http = httpx.Client(timeout=30)
+                manager = TokenManager(store, self.config.soundcloud, http)
+                self._client = SoundCloudClient(self.config.soundcloud, manager)
+            return self._client
+
+    def _logged_in(self) -> bool:
+        from releaseosd.soundcloud.tokens import TokenStore
+
+        if not self.config.soundcloud.client_id:
+            return False
+        try:
+            store = self._token_store or TokenStore()
+            tokens = store.get_tokens(self.config.soundcloud.client_id)
+        except Exception:
+            return False
+        if tokens is None:
+            return False
+        # A fresh login replaces the client so the token manager reads the new tokens.
+        with self._client_lock:
+            self._client = None
+        return True
+
+    # --- run -----------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        from releaseosd.commands import Commands, Hooks
+        from releaseosd.control import ControlServer
+        from releaseosd.ingest import Ingest
+        from releaseosd.media.ffmpeg import FfmpegMissing, find_ffmpeg
+        from releaseosd.notify import Notifier
+        from releaseosd.publish import Publisher
+        from releaseosd.scheduler import Scheduler
+        from releaseosd.upload import Uploader
+        from releaseosd.watcher import ExportWatcher
+
+        rehearsal = None
+        if self.sandbox:
+            from releaseosd.rehearsal import Rehearsal
+
+            rehearsal = Rehearsal(self.config.state_dir)
+            url = rehearsal.start()
+            self.config = rehearsal.configure(self.config)
+            self._token_store = rehearsal.tokens
+            rehearsal.login(self.config.soundcloud)
+            log.info("rehearsal: SoundCloud sandbox at %s (nothing reaches SoundCloud)", url)
+
+        config = self.config
+        prepare_state_dir(config.state_dir)
+        lock = OwnerLock(config.state_dir)
+        lock.acquire()
+        store = Store.open(config.state_dir)
+        try:
+            ffmpeg = find_ffmpeg()
+            log.info("ffmpeg: %s (%s, %s)", ffmpeg.ffmpeg, ffmpeg.source, ffmpeg.version)
+        except FfmpegMissing as exc:
+            log.error("%s", exc)
+        notifier = Notifier(config.notifications)
+        builds = ThreadPoolExecutor(max_workers=2, thread_name_prefix="build")
+        scheduler: Scheduler | None = None
+
+        def wake(track_id: str, when: Any) -> None:
+            if scheduler is not None:
+                scheduler.wake(track_id, when)
+
+        def kick(_track_id: str = "") -> None:
+            if scheduler is not None:
+                scheduler.kick()
+
+        publisher = Publisher(config, store, self.client, notifier, wake)
+        uploader = Uploader(config, store, self.client, notifier, wake, publisher.processed)
+        ingest = Ingest(
+            config,
+            store,
+            builds,
+            on_ready=kick,
+            on_metadata_changed=lambda tid: _discard(builds.submit(publisher.sync_metadata, tid)),
+        )
+        scheduler = Scheduler(
+            store,
+            upload=uploader.attempt,
+            poll=uploader.poll,
+            release=publisher.release,
+            concurrency=config.uploads.concurrency,
+            tick_seconds=self.tick_seconds,
+            can_resume_login=lambda: (
+                any(t.state.value == "needs_login" for t in store.all()) and self._logged_in()
+            ),
+        )
+        watcher = ExportWatcher(
+            config.watch,
+            config.stable_seconds,
+            on_stable=ingest.on_stable,
+            on_gone=ingest.on_gone,
+            ignore_dirs=[config.state_dir],
+            reconcile_seconds=self.reconcile_seconds,
+        )
+
+        def rebuild(path: str) -> None:
+            builds.submit(ingest.on_stable, Path(path))
+
+        commands = Commands(
+            store,
+            Hooks(kick=scheduler.kick, wake=scheduler.wake, rebuild=rebuild, client=self.client),
+        )
+        control = ControlServer(
+            config.state_dir, commands, extra={"reload": lambda _body: self.request_reload()}
+        )
+
+        previous = self._install_signals()
+        try:
+            scheduler.start()
+            watcher.start()
+            control.start()
+            sdnotify.ready(f"watching {len(config.watch)} folder(s)")
+            log.info(
+                "releaseosd running: watching %s; state in %s",
+                ", ".join(str(w.path) for w in config.watch)
+                or "no folders (add 'watch' to the config)",
+                config.state_dir,
+            )
+            interval = sdnotify.watchdog_interval()
+            beat = min(interval / 2, 1.0) if interval else 1.0
+            while not self._stop.wait(beat):
+                sdnotify.watchdog_ping()
+                if self._reload.is_set():
+                    self._reload.clear()
+                    self._apply_reload(watcher, notifier)
+            sdnotify.stopping()
+            log.info("stopping")
+        finally:
+            stopper = threading.Thread(
+                target=self._shutdown,
+                args=(watcher, scheduler, control, builds, notifier, store, lock, rehearsal),
+                daemon=True,
+            )
+            stopper.start()
+            stopper.join(STOP_WITHIN_SECONDS)
+            self._restore_signals(previous)
+        return 0
+
+    def _shutdown(
+        self,
+        watcher: Any,
+        scheduler: Any,
+        control: Any,
+        builds: Any,
+        notifier: Any,
+        store: Store,
+        lock: OwnerLock,
+        rehearsal: Any,
+    ) -> None:
+        for step in (
+            lambda: watcher.stop(timeout=3),
+            scheduler.stop,
+            control.stop,
+            lambda: builds.shutdown(wait=False, cancel_futures=True),
+            lambda: notifier.close(timeout=1),
+        ):
+            try:
+                step()
+            except Exception:
+                log.exception("while stopping")
+        # In-flight uploads stay 'uploading' in the store: on start they are looked up on
+        # SoundCloud by their machine tag before anything is sent again.
+        store.close()
+        lock.release()
+        if rehearsal is not None:
+            rehearsal.stop()
+
+    # --- signals -------------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def request_reload(self) -> str:
+        self._reload.set()
+        return "reloading the configuration"
+
+    def _install_signals(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def on_stop(signum: int, _frame: FrameType | None) -> None:
+            log.info("got %s", signal.Signals(signum).name)
+            self._stop.set()
+
+        def on_hup(_signum: int, _frame: FrameType | None) -> None:
+            self._reload.set()
+
+        previous: dict[int, Any] = {
+            signal.SIGTERM: signal.signal(signal.SIGTERM, on_stop),
+            signal.SIGINT: signal.signal(signal.SIGINT, on_stop),
+            signal.SIGHUP: signal.signal(signal.SIGHUP, on_hup),
+        }
+        return previous
+
+    def _restore_signals(self, previous: dict[int, Any]) -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+    def _apply_reload(self, watcher: Any, notifier: Any) -> None:
+        from releaseosd.yamlfile import FileProblems
+
+        sdnotify.notify("RELOADING=1")
+        try:
+            fresh, _, _ = load_config(self.config_path)
+        except FileProblems as exc:
+            log.error("config not reloaded, keeping the old one:\n%s", exc)
+            sdnotify.ready()
+            return
+        if self.sandbox:
+            fresh = fresh.model_copy(
+                update={"soundcloud": self.config.soundcloud, "state_dir": self.config.state_dir}
+            )
+        if fresh.state_dir != self.config.state_dir:
+            log.warning("state_dir changed in the config; it takes effect after a restart")
+        watcher.update_folders(fresh.watch)
+        notifier.settings = fresh.notifications
+        log.info("configuration reloaded: watching %s", ", ".join(str(w.path) for w in fresh.watch))
+        sdnotify.ready()

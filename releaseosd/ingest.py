@@ -1,0 +1,327 @@
+"""Ingest: a finished file in a watched folder becomes a track record that is `ready` (or
+`invalid` with a reason, or `pending` while its sidecar is missing).
+
+The watcher calls `on_stable` from one thread; probing (cheap) happens there so the watcher learns
+whether the export is really complete; hashing, preview and artwork run on the build pool.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import threading
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from releaseosd.config import Config
+from releaseosd.metadata import effective
+from releaseosd.sidecar import (
+    FOLDER_DEFAULTS_NAMES,
+    SIDECAR_SUFFIXES,
+    Sidecar,
+    folder_defaults_for,
+    load_sidecar,
+    sidecar_for,
+)
+from releaseosd.states import REMOTE, State, is_local
+from releaseosd.store import Store
+from releaseosd.track import Track, utcnow
+from releaseosd.yamlfile import FileProblems
+
+log = logging.getLogger("releaseosd.ingest")
+
+AUDIO_SUFFIXES = (".wav", ".wave", ".aif", ".aiff", ".flac", ".mp3", ".ogg", ".oga", ".m4a", ".aac")
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def is_audio(path: Path) -> bool:
+    return path.suffix.lower() in AUDIO_SUFFIXES
+
+
+def audio_for_sidecar(sidecar: Path) -> list[Path]:
+    """The audio files a sidecar (or a folder's release.yaml) describes."""
+    folder = sidecar.parent
+    if sidecar.name.lower() in FOLDER_DEFAULTS_NAMES:
+        return sorted(p for p in folder.iterdir() if is_audio(p) and p.is_file())
+    return [p for p in (sidecar.with_suffix(s) for s in AUDIO_SUFFIXES) if p.is_file()] + [
+        p
+        for p in folder.glob(glob_escape(sidecar.stem) + ".*")
+        if is_audio(p) and p.suffix not in AUDIO_SUFFIXES and p.is_file()
+    ]
+
+
+def glob_escape(text: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
+class Ingest:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        builds: Executor,
+        on_ready: Callable[[str], None] = lambda _id: None,
+        on_metadata_changed: Callable[[str], None] = lambda _id: None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.builds = builds
+        self.on_ready = on_ready
+        self.on_metadata_changed = on_metadata_changed
+        self._lock = threading.RLock()
+
+    # --- watcher callbacks ---------------------------------------------------------------------
+
+    def on_stable(self, path: Path) -> bool:
+        try:
+            if path.suffix.lower() in SIDECAR_SUFFIXES:
+                for audio in audio_for_sidecar(path):
+                    if self.store.by_audio_path(audio) is not None:
+                        self._audio_stable(audio, sidecar_event=True)
+                return True
+            if is_audio(path):
+                return self._audio_stable(path)
+        except Exception:
+            # One bad file must never stop the watcher or any other track.
+            log.exception("%s: could not be ingested", path)
+        return True
+
+    def on_gone(self, path: Path) -> None:
+        track = self.store.by_audio_path(path)
+        if track is None or not is_local(track.state) or track.state == State.BUILDING:
+            return
+        # Not uploaded yet and the export is gone: nothing to release. Keep the record as removed
+        # so status shows what happened rather than a track silently vanishing.
+        self.store.transition(track.id, State.REMOVED, note=f"{path.name} was deleted")
+        log.info("%s: deleted before upload; track %s removed", path, track.id)
+
+    # --- audio ---------------------------------------------------------------------------------
+
+    def watch_root_for(self, path: Path) -> Path | None:
+        resolved = path.resolve()
+        for folder in self.config.watch:
+            root = folder.path.resolve()
+            if resolved.is_relative_to(root):
+                return root
+        return None
+
+    def _audio_stable(self, path: Path, sidecar_event: bool = False) -> bool:
+        from releaseosd.media.probe import AudioIncomplete, AudioProblem, probe
+
+        with self._lock:
+            path = path.absolute()
+            track = self.store.by_audio_path(path)
+            if track is not None and track.state == State.REMOVED:
+                return True
+            if track is not None and track.state == State.BUILDING:
+                # A build is running; it re-reads the sidecar when it finishes.
+                return True
+            try:
+                info = probe(path)
+            except AudioIncomplete as exc:
+                log.info("%s", exc)
+                return False
+            except AudioProblem as exc:
+                self._mark_invalid(path, track, str(exc))
+                return True
+            sha = sha256_of(path)
+            if track is None:
+                track = self._new_or_moved(path, sha)
+                if track is None:
+                    return True
+            elif track.sha256 not in (None, sha) and not is_local(track.state):
+                self._record_local_change(track, path, sha)
+                return True
+            if not is_local(track.state):
+                if sidecar_event:
+                    self._refresh_remote_metadata(track, path)
+                return True
+            sidecar, problems = self._sidecar(path)
+            if problems is not None:
+                self.store.transition(
+                    track.id, State.INVALID, last_error=problems, sha256=sha, title=track.title
+                )
+                log.warning("%s", problems)
+                return True
+            if sidecar is None:
+                note = f"waiting for its sidecar {path.with_suffix('.yaml').name}"
+                if track.state != State.PENDING or track.last_error != note:
+                    self.store.transition(
+                        track.id, State.PENDING, note=note, last_error=note, sha256=sha
+                    )
+                return True
+            if track.state == State.READY and track.sha256 == sha and not sidecar_event:
+                return True  # a reconcile scan re-reporting an unchanged file
+            self.store.transition(
+                track.id,
+                State.BUILDING,
+                sha256=sha,
+                probe=_probe_dict(info),
+                last_error=None,
+                local_change=None,
+            )
+            self.builds.submit(self._build, track.id, path, sidecar, info)
+            return True
+
+    def _new_or_moved(self, path: Path, sha: str) -> Track | None:
+        twins = [t for t in self.store.by_sha256(sha) if t.state != State.REMOVED]
+        for twin in twins:
+            if not Path(twin.audio_path).exists():
+                # The same audio at a new path: a move or a rename into place, not a new track.
+                log.info("%s: moved from %s", path, twin.audio_path)
+                return self.store.update(
+                    twin.id, lambda t: setattr(t, "audio_path", str(path)), note="moved"
+                )
+        track = Track(
+            audio_path=str(path),
+            title=path.stem,
+            sha256=sha,
+            watch_root=str(self.watch_root_for(path) or path.parent),
+        )
+        if not twins:
+            return self.store.insert(track)
+        twin = twins[0]
+        track.state = State.INVALID
+        track.last_error = (
+            f"{path}: the same audio as '{twin.title}' ({twin.audio_path}); "
+            "it is not uploaded twice. Delete one of the copies."
+        )
+        log.warning("%s", track.last_error)
+        self.store.insert(track)
+        return None
+
+    def _mark_invalid(self, path: Path, track: Track | None, message: str) -> None:
+        log.warning("%s", message)
+        if track is None:
+            track = self.store.insert(
+                Track(
+                    audio_path=str(path),
+                    title=path.stem,
+                    watch_root=str(self.watch_root_for(path) or path.parent),
+                    state=State.INVALID,
+                    last_error=message,
+                )
+            )
+            return
+        if is_local(track.state):
+            self.store.transition(track.id, State.INVALID, last_error=message)
+
+    def _record_local_change(self, track: Track, path: Path, sha: str) -> None:
+        if track.local_change and track.local_change.get("sha256") == sha:
+            return
+        change = {"sha256": sha, "seen_at": utcnow().isoformat(), "path": str(path)}
+        self.store.update(
+            track.id,
+            lambda t: setattr(t, "local_change", change),
+            note="re-exported with new audio after upload; not uploaded again",
+        )
+        log.warning(
+            "%s: re-exported with different audio after '%s' was uploaded; the upload is kept "
+            "as it is. To replace it: releaseosd remove %s --remote, then export again.",
+            path,
+            track.title,
+            track.id,
+        )
+
+    def _sidecar(self, audio: Path) -> tuple[Sidecar | None, str | None]:
+        own = sidecar_for(audio)
+        defaults = folder_defaults_for(audio.parent)
+        if own is None and defaults is None:
+            return None, None
+        try:
+            return (
+                load_sidecar(own, watch_root=self.watch_root_for(audio), folder_defaults=defaults),
+                None,
+            )
+        except FileProblems as exc:
+            return None, str(exc)
+
+    # --- build (on the build pool) -------------------------------------------------------------
+
+    def _build(self, track_id: str, path: Path, sidecar: Sidecar, info: Any) -> None:
+        from releaseosd.media.build import build_assets
+        from releaseosd.media.probe import AudioProblem
+
+        out_dir = self.config.state_dir / "tracks" / track_id
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            built = build_assets(path, sidecar, self.config, out_dir)
+        except AudioProblem as exc:
+            self._finish_invalid(track_id, str(exc))
+            return
+        except Exception as exc:
+            log.exception("%s: building the preview/artwork failed", path)
+            self._finish_invalid(track_id, f"{path}: could not build the preview or artwork: {exc}")
+            return
+        tags = asdict(built.info.tags) if hasattr(built.info, "tags") else {}
+        meta = effective(self.config.defaults, sidecar, path, tags)
+        meta["title"] = built.title if not sidecar.title else sidecar.title
+
+        def finish(track: Track) -> None:
+            track.title = str(meta["title"])
+            track.metadata = meta
+            track.sidecar_path = str(sidecar_for(path) or "") or None
+            track.sha256 = built.sha256
+            track.preview_path = str(built.preview)
+            track.artwork_path = str(built.artwork)
+            track.release_at = sidecar.release_at
+            track.state = State.READY
+            track.last_error = None
+
+        self.store.update(track_id, finish, note="preview and artwork built")
+        log.info("%s: ready (%s)", path, meta["title"])
+        self.on_ready(track_id)
+
+    def _finish_invalid(self, track_id: str, message: str) -> None:
+        log.warning("%s", message)
+        self.store.transition(track_id, State.INVALID, last_error=message)
+
+    # --- after upload --------------------------------------------------------------------------
+
+    def _refresh_remote_metadata(self, track: Track, audio: Path) -> None:
+        sidecar, problems = self._sidecar(audio)
+        if problems is not None:
+            self.store.update(
+                track.id,
+                lambda t: setattr(t, "last_error", problems),
+                note="sidecar edited after upload has problems; nothing sent",
+            )
+            log.warning("%s", problems)
+            return
+        if sidecar is None:
+            return
+        tags = (track.probe or {}).get("tags") or {}
+        meta = effective(self.config.defaults, sidecar, audio, tags)
+
+        def apply(t: Track) -> None:
+            t.metadata = meta
+            t.title = str(meta["title"])
+            t.last_error = None
+            if t.state in (State.SCHEDULED, State.PUBLISHED, State.PROCESSING):
+                t.release_at = sidecar.release_at
+
+        self.store.update(track.id, apply, note="sidecar edited")
+        self.on_metadata_changed(track.id)
+
+
+def _probe_dict(info: Any) -> dict[str, Any]:
+    data = asdict(info)
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in data.items()}
+
+
+def remove_built_files(config: Config, track_id: str) -> None:
+    shutil.rmtree(config.state_dir / "tracks" / track_id, ignore_errors=True)
+
+
+__all__ = ["REMOTE", "Ingest", "audio_for_sidecar", "is_audio", "sha256_of"]

@@ -1,0 +1,63 @@
+"""When to try again: pure decisions, no clocks or I/O, so every rule is unit-testable."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from dataclasses import dataclass
+
+# Attempts spent while SoundCloud cannot be reached at all count only this many times in a row:
+# an afternoon offline is normal for a laptop and must not use up a track's attempts.
+OFFLINE_ATTEMPTS_COUNTED = 3
+
+
+@dataclass(frozen=True)
+class RetryPlan:
+    give_up: bool
+    delay_seconds: float
+    attempts: int
+    offline_attempts: int
+
+
+def backoff_seconds(
+    attempt: int, base: float, cap: float, rng: random.Random, retry_after: float | None = None
+) -> float:
+    """Exponential backoff with jitter; never earlier than SoundCloud's Retry-After."""
+    exponential = min(cap, base * 2.0 ** max(0, attempt - 1))
+    # Jitter only ever lengthens the wait, so that many tracks failing together spread out
+    # without any of them coming back earlier than the schedule (or Retry-After) allows.
+    delay = exponential * (1.0 + 0.25 * rng.random())
+    if retry_after is not None:
+        delay = max(delay, retry_after + 0.05)
+    return delay
+
+
+def plan_retry(
+    attempts: int,
+    offline_attempts: int,
+    offline: bool,
+    max_attempts: int,
+    base: float,
+    cap: float,
+    rng: random.Random,
+    retry_after: float | None = None,
+) -> RetryPlan:
+    """What to do after a failed attempt that may succeed later.
+
+    `attempts` is what has been counted so far; an offline failure counts only while fewer than
+    OFFLINE_ATTEMPTS_COUNTED offline failures happened in a row.
+    """
+    if offline:
+        offline_attempts += 1
+        counted = attempts + 1 if offline_attempts <= OFFLINE_ATTEMPTS_COUNTED else attempts
+    else:
+        offline_attempts = 0
+        counted = attempts + 1
+    if counted >= max_attempts:
+        return RetryPlan(True, 0.0, counted, offline_attempts)
+    delay = backoff_seconds(max(counted, offline_attempts), base, cap, rng, retry_after)
+    return RetryPlan(False, delay, counted, offline_attempts)
+
+
+def at(now: dt.datetime, seconds: float) -> dt.datetime:
+    return now + dt.timedelta(seconds=seconds)

@@ -1,0 +1,347 @@
+"""Upload stage: one attempt to get one ready track onto SoundCloud, and the processing checks
+after it. Every outcome is written to the store; the scheduler reads what is due from there."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from releaseosd.config import Config
+from releaseosd.retry import at, plan_retry
+from releaseosd.states import State
+from releaseosd.store import Store
+from releaseosd.track import Track, utcnow
+
+if TYPE_CHECKING:
+    from releaseosd.soundcloud.client import SoundCloudClient, TrackFields
+
+log = logging.getLogger("releaseosd.upload")
+
+# After this many 5xx answers to uploads carrying artwork, upload without it (SoundCloud has
+# answered 500 only when artwork_data was attached: soundcloud/api#409).
+ARTWORK_5XX_LIMIT = 2
+POLL_FIRST_SECONDS = 2.0
+POLL_MAX_SECONDS = 60.0
+
+
+class Announcer(Protocol):
+    """Tells the producer (notify.Notifier); returns whether a notification went out."""
+
+    def released(self, title: str, url: str, late_by: dt.timedelta | None = None) -> bool: ...
+    def uploaded(self, title: str, url: str | None, public_at: dt.datetime | None) -> bool: ...
+    def failed(self, title: str, reason: str, fix_command: str) -> bool: ...
+    def needs_login(self) -> bool: ...
+
+
+Wake = Callable[[str, dt.datetime], None]
+
+
+def track_fields(track: Track, sharing: str) -> TrackFields:
+    from releaseosd.soundcloud.client import TrackFields
+
+    meta = track.metadata
+    release_date = meta.get("release_date")
+    return TrackFields(
+        title=track.title,
+        description=meta.get("description") or None,
+        genre=meta.get("genre"),
+        tags=tuple(meta.get("tags") or ()),
+        sharing=sharing,  # type: ignore[arg-type]
+        release_date=dt.date.fromisoformat(release_date) if release_date else None,
+        label_name=meta.get("label"),
+        release=meta.get("release"),
+        isrc=meta.get("isrc"),
+        license=meta.get("license"),
+        downloadable=meta.get("downloadable"),
+        streamable=meta.get("streamable"),
+        commentable=meta.get("commentable"),
+        quiet=meta.get("quiet"),
+        permalink=meta.get("permalink"),
+    )
+
+
+def target_sharing(track: Track) -> str:
+    return str(track.metadata.get("sharing") or "private")
+
+
+def upload_sharing(track: Track) -> str:
+    """A track with a release time goes up private; it is flipped at that minute."""
+    return "private" if track.release_at is not None else target_sharing(track)
+
+
+def _attempted_before(track: Track) -> bool:
+    return any(h.state == State.UPLOADING for h in track.history[:-1])
+
+
+class Uploader:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        client: Callable[[], SoundCloudClient],
+        announce: Announcer,
+        wake: Wake,
+        after_processed: Callable[[str], None],
+        clock: Callable[[], dt.datetime] = utcnow,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.client = client
+        self.announce = announce
+        self.wake = wake
+        self.after_processed = after_processed
+        self.clock = clock
+        self.rng = rng or random.Random()
+
+    # --- one attempt ---------------------------------------------------------------------------
+
+    def attempt(self, track_id: str) -> None:
+        """Upload (or adopt) one READY track. Never raises: every outcome lands in the store."""
+        from releaseosd.soundcloud.errors import NeedsLogin, SoundCloudError
+
+        track = self.store.get(track_id)
+        if track is None or track.state != State.READY:
+            return
+        track = self.store.transition(
+            track_id, State.UPLOADING, note=f"attempt {track.attempts + 1}", next_attempt_at=None
+        )
+        try:
+            remote = self._find_earlier_upload(track) if _attempted_before(track) else None
+            if remote is None:
+                remote = self._upload(track)
+            else:
+                log.info("%s: found on SoundCloud as %s; adopting it", track.title, remote["urn"])
+            self._record_upload(track, remote)
+        except NeedsLogin as exc:
+            self._needs_login(track_id, str(exc))
+        except SoundCloudError as exc:
+            self._failed_attempt(track_id, exc)
+        except Exception as exc:
+            log.exception("%s: unexpected error during upload", track.title)
+            self._failed_attempt(track_id, exc)
+
+    def _find_earlier_upload(self, track: Track) -> dict[str, Any] | None:
+        # An earlier attempt may have reached SoundCloud before we lost the answer (crash,
+        # dropped connection): its machine tag tells, and adopting it beats uploading twice.
+        if not track.sha256:
+            return None
+        return self.client().find_by_machine_tag(track.sha256)
+
+    def _upload(self, track: Track) -> dict[str, Any]:
+        meta = track.metadata
+        audio = Path(track.audio_path)
+        if meta.get("upload") == "preview" and track.preview_path:
+            audio = Path(track.preview_path)
+        artwork = None
+        if track.artwork_path and not meta.get("_without_artwork"):
+            artwork = Path(track.artwork_path)
+        duration = (track.probe or {}).get("duration")
+        if meta.get("upload") == "preview":
+            duration = self.config.preview.length
+        return self.client().upload_track(
+            audio,
+            track_fields(track, upload_sharing(track)),
+            artwork,
+            sha256=track.sha256,
+            duration_seconds=duration,
+        )
+
+    def _record_upload(self, track: Track, remote: dict[str, Any]) -> None:
+        now = self.clock()
+
+        def recorded(t: Track) -> None:
+            # The URN is written before anything else happens: from here on the track is known
+            # to be on SoundCloud whatever follows.
+            t.soundcloud.urn = str(remote["urn"])
+            t.soundcloud.permalink_url = remote.get("permalink_url")
+            t.soundcloud.sharing = remote.get("sharing") or upload_sharing(t)
+            t.soundcloud.uploaded_at = t.soundcloud.uploaded_at or now
+            t.soundcloud.sent_fields = track_fields(t, upload_sharing(t)).metadata(t.sha256)
+            t.state = State.PROCESSING
+            t.last_error = None
+            t.offline_attempts = 0
+            t.next_attempt_at = None
+
+        self.store.update(track.id, recorded, note=f"uploaded as {remote['urn']}")
+        if remote.get("state") in (None, "finished"):
+            self.after_processed(track.id)
+        elif remote.get("state") == "failed":
+            self._processing_failed(track.id)
+        else:
+            self._poll_later(track.id, POLL_FIRST_SECONDS)
+
+    # --- processing ----------------------------------------------------------------------------
+
+    def poll(self, track_id: str) -> None:
+        from releaseosd.soundcloud.errors import NeedsLogin, NotFound, SoundCloudError
+
+        track = self.store.get(track_id)
+        if track is None or track.state != State.PROCESSING or not track.soundcloud.urn:
+            return
+        try:
+            remote = self.client().get_track(track.soundcloud.urn)
+        except NotFound:
+            self._remote_vanished(track)
+            return
+        except NeedsLogin as exc:
+            self._needs_login(track_id, str(exc))
+            return
+        except SoundCloudError as exc:
+            log.warning("%s: checking processing failed (%s); will check again", track.title, exc)
+            self._poll_later(track_id, POLL_MAX_SECONDS, retry_after=exc.retry_after)
+            return
+        state = remote.get("state")
+        if state in (None, "finished"):
+            self.after_processed(track_id)
+        elif state == "failed":
+            self._processing_failed(track_id)
+        else:
+            waited = (self.clock() - (track.soundcloud.uploaded_at or self.clock())).total_seconds()
+            self._poll_later(track_id, min(POLL_MAX_SECONDS, max(POLL_FIRST_SECONDS, waited / 4)))
+
+    def _poll_later(self, track_id: str, seconds: float, retry_after: float | None = None) -> None:
+        when = at(self.clock(), max(seconds, (retry_after or 0) + 0.05))
+        self.store.update(track_id, lambda t: setattr(t, "next_attempt_at", when))
+        self.wake(track_id, when)
+
+    def _processing_failed(self, track_id: str) -> None:
+        """SoundCloud could not transcode it: delete the broken copy, then upload afresh."""
+        from releaseosd.soundcloud.errors import SoundCloudError
+
+        track = self.store.get(track_id)
+        if track is None or not track.soundcloud.urn:
+            return
+        urn = track.soundcloud.urn
+        try:
+            self.client().delete_track(urn)
+        except SoundCloudError as exc:
+            log.warning("%s: could not delete failed upload %s (%s)", track.title, urn, exc)
+            self._poll_later(track_id, POLL_MAX_SECONDS, retry_after=exc.retry_after)
+            return
+        self._back_to_ready(
+            track, f"SoundCloud could not process {urn}; deleted it to upload again"
+        )
+
+    def _remote_vanished(self, track: Track) -> None:
+        self._back_to_ready(
+            track, f"{track.soundcloud.urn} is gone from SoundCloud before processing ended"
+        )
+
+    def _back_to_ready(self, track: Track, note: str) -> None:
+        plan = plan_retry(
+            track.attempts,
+            track.offline_attempts,
+            False,
+            self.config.uploads.max_attempts,
+            self.config.uploads.backoff_base_seconds,
+            self.config.uploads.backoff_max_seconds,
+            self.rng,
+        )
+        when = at(self.clock(), plan.delay_seconds)
+
+        def reset(t: Track) -> None:
+            t.soundcloud.urn = None
+            t.soundcloud.permalink_url = None
+            t.soundcloud.uploaded_at = None
+            t.soundcloud.sharing = None
+            t.attempts = plan.attempts
+            t.last_error = note
+            t.next_attempt_at = when
+            t.state = State.READY if not plan.give_up else State.FAILED
+
+        self.store.update(track.id, reset, note=note)
+        if plan.give_up:
+            self.announce.failed(track.title, note, f"releaseosd retry {track.id}")
+        else:
+            self.wake(track.id, when)
+
+    # --- failures ------------------------------------------------------------------------------
+
+    def _needs_login(self, track_id: str, reason: str) -> None:
+        track = self.store.get(track_id)
+        if track is None:
+            return
+        # The state it waited in is in the history; resume() goes back there after login.
+        self.store.transition(track_id, State.NEEDS_LOGIN, last_error=reason)
+        self.announce.needs_login()
+
+    def _failed_attempt(self, track_id: str, exc: BaseException) -> None:
+        from releaseosd.soundcloud.errors import SoundCloudError
+
+        track = self.store.get(track_id)
+        if track is None:
+            return
+        retryable = exc.retryable if isinstance(exc, SoundCloudError) else True
+        status = exc.status if isinstance(exc, SoundCloudError) else None
+        retry_after = exc.retry_after if isinstance(exc, SoundCloudError) else None
+        message = str(exc) or type(exc).__name__
+        offline = retryable and status is None and isinstance(exc, SoundCloudError)
+        cfg = self.config.uploads
+        if not retryable:
+            self.store.transition(
+                track_id, State.FAILED, last_error=message, attempts=track.attempts + 1
+            )
+            self.announce.failed(track.title, message, f"releaseosd retry {track.id}")
+            return
+        plan = plan_retry(
+            track.attempts,
+            track.offline_attempts,
+            offline,
+            cfg.max_attempts,
+            cfg.backoff_base_seconds,
+            cfg.backoff_max_seconds,
+            self.rng,
+            retry_after,
+        )
+        drop_artwork = (
+            status is not None
+            and status >= 500
+            and bool(track.artwork_path)
+            and not track.metadata.get("_without_artwork")
+            and sum(1 for h in track.history if "5xx with artwork" in h.note) + 1
+            >= ARTWORK_5XX_LIMIT
+        )
+        when = at(self.clock(), plan.delay_seconds)
+        note = f"attempt failed: {message}"
+        if status is not None and status >= 500 and track.artwork_path:
+            note += " (5xx with artwork)"
+
+        def retry(t: Track) -> None:
+            t.attempts = plan.attempts
+            t.offline_attempts = plan.offline_attempts
+            t.last_error = message
+            t.next_attempt_at = None if plan.give_up else when
+            t.state = State.FAILED if plan.give_up else State.READY
+            if drop_artwork:
+                t.metadata = {**t.metadata, "_without_artwork": True}
+
+        self.store.update(track_id, retry, note=note)
+        if drop_artwork:
+            log.warning(
+                "%s: SoundCloud keeps failing uploads that carry artwork; trying without it "
+                "(add the artwork on soundcloud.com afterwards)",
+                track.title,
+            )
+            self.announce.failed(
+                track.title,
+                "SoundCloud keeps failing with the artwork attached; uploading without it. "
+                "Add the artwork on soundcloud.com once it is up.",
+                "releaseosd status",
+            )
+        if plan.give_up:
+            log.error("%s: giving up after %d attempts: %s", track.title, plan.attempts, message)
+            self.announce.failed(track.title, message, f"releaseosd retry {track.id}")
+        else:
+            log.info(
+                "%s: attempt %d failed (%s); next try at %s",
+                track.title,
+                plan.attempts,
+                message,
+                when.isoformat(timespec="seconds"),
+            )
+            self.wake(track_id, when)

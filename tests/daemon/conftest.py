@@ -1,0 +1,46 @@
+"""Fixtures for end-to-end daemon tests. See daemon_harness.py for the helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from daemon_harness import CLIENT_ID, CLIENT_SECRET
+
+from releaseosd.soundcloud.sandbox import Sandbox
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
+    box = Sandbox(
+        data_dir=tmp_path / "sandbox",
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        processing_seconds=0.2,
+    )
+    box.start()
+    yield box
+    box.stop()
+
+
+@pytest.fixture
+def token_store(tmp_path: Path, sandbox: Sandbox) -> Any:
+    """A real keyring backend (keyrings.alt's file keyring in tmp) holding a sandbox login."""
+    import time
+
+    from keyrings.alt.file import PlaintextKeyring  # type: ignore[import-untyped]
+
+    from releaseosd.soundcloud.tokens import TokenSet, TokenStore
+
+    backend = PlaintextKeyring()
+    backend.file_path = str(tmp_path / "keyring" / "keyring_pass.cfg")
+    store = TokenStore(backend=backend)
+    pair = sandbox.issue_tokens(CLIENT_ID)
+    store.set_client_secret(CLIENT_ID, CLIENT_SECRET)
+    store.set_tokens(
+        CLIENT_ID,
+        TokenSet(pair.access_token, pair.refresh_token, time.time() + float(pair.expires_in)),
+    )
+    return store

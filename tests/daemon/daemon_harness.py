@@ -1,0 +1,162 @@
+"""Helpers for end-to-end daemon tests: real audio made with ffmpeg, the SoundCloud sandbox over
+loopback HTTP, a real keyring backend (keyrings.alt's file keyring in a temp dir), and the daemon
+itself, in a thread or as a child process."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from releaseosd.config import Config, load_config
+from releaseosd.store import STORE_FILE, AtomicJSONStorage
+from releaseosd.track import Track
+
+CLIENT_ID = "e2e-client"
+CLIENT_SECRET = "e2e-secret-value-123"
+
+_audio_cache: dict[tuple[float, str, int], bytes] = {}
+
+
+def make_audio(path: Path, seconds: float = 2.0, freq: int = 440, codec: str = "pcm_s16le") -> Path:
+    """Real audio made by ffmpeg; each frequency gives different bytes (a different track)."""
+    key = (seconds, codec, freq)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    if key not in _audio_cache:
+        # To a file, not a pipe: ffmpeg patches the WAV header's sizes at the end, which a pipe
+        # cannot take (and releaseosd rightly treats such a header as an unfinished export).
+        subprocess.run(
+            [
+                "ffmpeg",
+                "-v",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                f"sine=frequency={freq}:duration={seconds}",
+                "-ac",
+                "2",
+                "-ar",
+                "44100",
+                "-c:a",
+                codec,
+                "-f",
+                "wav",
+                str(tmp),
+            ],
+            check=True,
+        )
+        _audio_cache[key] = tmp.read_bytes()
+    tmp.write_bytes(_audio_cache[key])
+    os.replace(tmp, path)
+    return path
+
+
+def write_config(root: Path, sandbox_url: str, **extra: Any) -> Path:
+    exports = root / "exports"
+    exports.mkdir(parents=True, exist_ok=True)
+    uploads = extra.pop("uploads", {})
+    lines = [
+        "watch:",
+        f"  - path: {exports}",
+        "stable_seconds: 0.3",
+        f"state_dir: {root / 'state'}",
+        "soundcloud:",
+        f"  client_id: {CLIENT_ID}",
+        f"  api_url: {sandbox_url}",
+        f"  auth_url: {sandbox_url}",
+        "uploads:",
+        f"  concurrency: {uploads.get('concurrency', 2)}",
+        f"  max_attempts: {uploads.get('max_attempts', 10)}",
+        f"  backoff_base_seconds: {uploads.get('backoff_base_seconds', 0.2)}",
+        f"  backoff_max_seconds: {uploads.get('backoff_max_seconds', 1.0)}",
+        "preview:",
+        "  length: 1",
+        "artwork:",
+        "  size: 800",
+        "  bars: 32",
+    ]
+    path = root / "config.yaml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def read_tracks(state_dir: Path) -> list[Track]:
+    data = AtomicJSONStorage(state_dir / STORE_FILE).read() or {}
+    return [Track.model_validate(d) for d in (data.get("tracks") or {}).values()]
+
+
+def wait_for(
+    condition: Callable[[], Any],
+    timeout: float = 30.0,
+    what: str = "condition",
+    every: float = 0.05,
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(every)
+
+
+def by_title(state_dir: Path) -> dict[str, Track]:
+    return {t.title: t for t in read_tracks(state_dir)}
+
+
+class ThreadedDaemon:
+    """The real Daemon, in a thread of the test process (signals are the subprocess tests' job)."""
+
+    def __init__(self, config_path: Path, tokens: Any, **kwargs: Any) -> None:
+        from releaseosd.daemon import Daemon
+
+        self.config: Config = load_config(config_path)[0]
+        kwargs.setdefault("tick_seconds", 0.3)
+        kwargs.setdefault("reconcile_seconds", 2.0)
+        self.daemon = Daemon(self.config, config_path, tokens=tokens, **kwargs)
+        self.thread = threading.Thread(target=self.daemon.run, name="daemon-under-test")
+
+    def __enter__(self) -> ThreadedDaemon:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.daemon.request_stop()
+        self.thread.join(15)
+        assert not self.thread.is_alive(), "daemon did not stop within 15 s"
+
+
+def daemon_env(root: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHON_KEYRING_BACKEND"] = "keyrings.alt.file.PlaintextKeyring"
+    env["XDG_DATA_HOME"] = str(root / "xdg-data")
+    env["XDG_RUNTIME_DIR"] = str(root / "run")
+    (root / "run").mkdir(mode=0o700, exist_ok=True)
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    return env
+
+
+def start_daemon_process(config_path: Path, root: Path, log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "releaseosd", "--config", str(config_path), "run"],
+        env=daemon_env(root),
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("ab"),
+        start_new_session=True,
+    )
+
+
+def local(seconds_from_now: float) -> dt.datetime:
+    return (dt.datetime.now().astimezone() + dt.timedelta(seconds=seconds_from_now)).replace(
+        microsecond=0
+    )
