@@ -1,0 +1,2105 @@
+"""A SoundCloud stand-in on 127.0.0.1 for rehearsals and tests.
+
+One server answers the API paths (/me, /tracks, /playlists, /sign-out) and the auth paths
+(/authorize, /oauth/token), so `soundcloud.api_url` and `soundcloud.auth_url` both point at it.
+It behaves the way SoundCloud's spec and its users' bug reports say SoundCloud behaves: OAuth 2.1
+with PKCE (S256) and single-use refresh tokens, `Authorization: OAuth <token>` only, uploads as
+multipart/form-data checked field by field against `TrackDataRequest`, SoundCloud-shaped errors,
+and faults on demand (see sandbox_faults.py). Uploads stream to disk in 1 MiB reads, so the
+sandbox is never the bottleneck of an upload benchmark.
+
+The accepted field names and enum values are embedded below (the product never reads the spec at
+run time); tests/soundcloud/test_sandbox.py checks them against the spec itself.
+
+Under `/_sandbox/` an unauthenticated admin API (loopback Host only, never logged, never
+faulted) lets a test drive a sandbox in another process:
+    GET  /_sandbox/faults            current fault settings (Faults.to_json())
+    POST /_sandbox/faults            {"error_rate": 0.5, ...}: Faults.update(**body)
+    POST /_sandbox/faults/clear      back to no faults
+    POST /_sandbox/faults/push       {"status": 503, "html": true, "match": "POST /tracks"}
+    POST /_sandbox/expire-tokens     every access token expires now
+    POST /_sandbox/tokens            mint a token pair without the login flow
+    GET|DELETE /_sandbox/requests    the request log (RecordedRequest.to_json()), or clear it
+    GET  /_sandbox/tracks            every track as the API shows it
+    GET  /_sandbox/stats             refresh_count, rate_limited, retry_after_violations
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import difflib
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from io import BufferedIOBase
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Literal, TextIO
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from releaseosd.soundcloud.sandbox_faults import (
+    FaultDecision,
+    Faults,
+    html_error_page,
+    reason,
+)
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1 << 20
+MAX_SMALL_BODY = 1 << 20
+MAX_FIELD_BYTES = 64 << 10
+MAX_ASSET_BYTES = 4 << 30  # the upload guide's limit
+MAX_FILENAME_CHARS = 255
+CODE_TTL_SECONDS = 600.0
+STATE_FILE = "state.json"
+STATE_FORMAT = "releaseosd-sandbox/1"
+API_LINK = "https://developers.soundcloud.com/docs/api/explorer/open-api"
+AUTH_LINK = "https://developers.soundcloud.com/docs/api/guide#authentication"
+RATE_LINK = "https://developers.soundcloud.com/docs/api/rate-limits#errors"
+# The upload guide's formats: AIFF, WAVE, FLAC, OGG, MP2, MP3, AAC, AMR, WMA.
+AUDIO_EXTENSIONS = frozenset(
+    {".aif", ".aiff", ".wav", ".wave", ".flac", ".ogg", ".oga", ".mp2", ".mp3", ".aac", ".m4a"}
+    | {".amr", ".wma"}
+)
+_PKCE_RE = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
+_CHALLENGE_RE = re.compile(r"^[A-Za-z0-9\-_]{43}$")
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+# --- What SoundCloud's spec accepts (openapi.yaml, components/schemas) -------------------------
+
+
+@dataclass(frozen=True)
+class FieldRule:
+    """What one request field may hold: a string, a boolean, a file, one of `choices`, or
+    (playlist JSON only) a list of `{"urn": ...}` objects."""
+
+    kind: Literal["string", "boolean", "binary", "enum", "urn_list"]
+    choices: tuple[str, ...] = ()
+
+
+_STR = FieldRule("string")
+_BOOL = FieldRule("boolean")
+_FILE = FieldRule("binary")
+SHARING = FieldRule("enum", ("public", "private"))
+EMBEDDABLE_BY = FieldRule("enum", ("all", "me", "none"))
+LICENSES = FieldRule(
+    "enum",
+    (
+        "no-rights-reserved",
+        "all-rights-reserved",
+        "cc-by",
+        "cc-by-nc",
+        "cc-by-nd",
+        "cc-by-sa",
+        "cc-by-nc-nd",
+        "cc-by-nc-sa",
+    ),
+)
+SET_TYPE = FieldRule("enum", ("album", "playlist"))
+
+# TrackMetadataRequest.track: the JSON keys of PUT /tracks/{track_urn}.
+TRACK_METADATA: Mapping[str, FieldRule] = {
+    "title": _STR,
+    "permalink": _STR,
+    "sharing": SHARING,
+    "embeddable_by": EMBEDDABLE_BY,
+    "purchase_url": _STR,
+    "description": _STR,
+    "genre": _STR,
+    "tag_list": _STR,
+    "label_name": _STR,
+    "release": _STR,
+    "release_date": _STR,
+    "streamable": _BOOL,
+    "downloadable": _BOOL,
+    "license": LICENSES,
+    "commentable": _BOOL,
+    "reveal_stats": _BOOL,
+    "reveal_comments": _BOOL,
+    "isrc": _STR,
+}
+# TrackDataRequest (POST /tracks) and TrackUpdateFormRequest (PUT as a form) are the same fields
+# as form names, plus the files each may carry.
+TRACK_DATA_REQUEST: Mapping[str, FieldRule] = {
+    **{f"track[{name}]": rule for name, rule in TRACK_METADATA.items()},
+    "track[asset_data]": _FILE,
+    "track[artwork_data]": _FILE,
+}
+TRACK_DATA_REQUIRED = ("track[title]", "track[asset_data]")
+TRACK_UPDATE_FORM_REQUEST: Mapping[str, FieldRule] = {
+    **{f"track[{name}]": rule for name, rule in TRACK_METADATA.items()},
+    "track[artwork_data]": _FILE,
+}
+# CreateUpdatePlaylistRequest.playlist (JSON) and CreateUpdatePlaylistFormRequest.
+PLAYLIST_METADATA: Mapping[str, FieldRule] = {
+    "title": _STR,
+    "description": _STR,
+    "sharing": SHARING,
+    "tracks": FieldRule("urn_list"),
+    "artwork_data": _FILE,
+    "ean": _STR,
+    "genre": _STR,
+    "label_name": _STR,
+    "license": _STR,
+    "permalink": _STR,
+    "permalink_url": _STR,
+    "purchase_title": _STR,
+    "purchase_url": _STR,
+    "release": _STR,
+    "release_date": _STR,
+    "set_type": SET_TYPE,
+    "tag_list": _STR,
+}
+PLAYLIST_FORM_REQUEST: Mapping[str, FieldRule] = {
+    **{
+        f"playlist[{name}]": rule
+        for name, rule in PLAYLIST_METADATA.items()
+        if name not in ("tracks", "artwork_data")
+    },
+    "playlist[tracks][][urn]": _STR,
+    "playlist[artwork_data]": _FILE,
+}
+PLAYLIST_FORM_REQUIRED = ("playlist[title]",)
+
+
+# --- Records a test can inspect -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecordedFile:
+    field: str
+    filename: str
+    content_type: str | None
+    size: int
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request as the sandbox saw it, for tests and for tests/soundcloud/spec_check.py.
+
+    `at` is when its headers arrived and `answered_at` when the answer went out (both from the
+    sandbox's clock). `status` 0 means no answer: the connection dropped or was dropped.
+    Authorization is masked to its scheme ("OAuth ****"), as is a `client_secret` form value.
+    `seq` numbers requests in order of arrival.
+    """
+
+    seq: int
+    at: float
+    answered_at: float
+    method: str
+    path: str
+    template: str | None
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    content_type: str | None
+    form: list[tuple[str, str]]
+    files: list[RecordedFile]
+    json_body: Any
+    body_bytes: int
+    status: int
+
+    def form_values(self, name: str) -> list[str]:
+        return [value for key, value in self.form if key == name]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RateLimitEvent:
+    """A 429 answered at `at` to the request numbered `seq`."""
+
+    seq: int
+    at: float
+    retry_after: int | None
+    method: str
+    path: str
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str | None
+    expires_in: int
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"OAuth {self.access_token}"}
+
+
+@dataclass(frozen=True)
+class StoredUpload:
+    """What the sandbox kept of a track's upload."""
+
+    path: Path
+    filename: str
+    size: int
+    artwork: Path | None
+
+
+@dataclass
+class Quota:
+    unlimited_upload_quota: bool = False
+    upload_seconds_used: int = 0
+    upload_seconds_left: int | None = 10800
+
+
+class SandboxError(Exception):
+    """A problem starting the sandbox, phrased for whoever started it."""
+
+
+# --- Persistent state ------------------------------------------------------------------------
+
+
+@dataclass
+class _Track:
+    id: int
+    created_at: float
+    meta: dict[str, Any]
+    asset_file: str
+    asset_filename: str
+    asset_bytes: int
+    artwork_file: str | None
+    processing_outcome: str
+    secret: str
+    duration_ms: int = 0
+    gets: int = 0
+
+    @property
+    def urn(self) -> str:
+        return f"soundcloud:tracks:{self.id}"
+
+
+@dataclass
+class _Playlist:
+    id: int
+    created_at: float
+    last_modified: float
+    meta: dict[str, Any]
+    track_ids: list[int]
+
+    @property
+    def urn(self) -> str:
+        return f"soundcloud:playlists:{self.id}"
+
+
+@dataclass
+class _State:
+    next_id: int = 308946001
+    tracks: dict[int, _Track] = field(default_factory=dict)
+    playlists: dict[int, _Playlist] = field(default_factory=dict)
+    codes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    access_tokens: dict[str, dict[str, Any]] = field(default_factory=dict)
+    refresh_tokens: dict[str, dict[str, Any]] = field(default_factory=dict)
+    quota: Quota = field(default_factory=Quota)
+
+    def new_id(self) -> int:
+        self.next_id += 1
+        return self.next_id
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": STATE_FORMAT,
+            "next_id": self.next_id,
+            "tracks": [asdict(t) for t in self.tracks.values()],
+            "playlists": [asdict(p) for p in self.playlists.values()],
+            "codes": self.codes,
+            "access_tokens": self.access_tokens,
+            "refresh_tokens": self.refresh_tokens,
+            "quota": asdict(self.quota),
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> _State:
+        if not isinstance(data, dict) or data.get("format") != STATE_FORMAT:
+            raise ValueError(f"expected an object with format {STATE_FORMAT!r}")
+        tracks = [_Track(**t) for t in data["tracks"]]
+        playlists = [_Playlist(**p) for p in data["playlists"]]
+        return cls(
+            next_id=int(data["next_id"]),
+            tracks={t.id: t for t in tracks},
+            playlists={p.id: p for p in playlists},
+            codes=dict(data["codes"]),
+            access_tokens=dict(data["access_tokens"]),
+            refresh_tokens=dict(data["refresh_tokens"]),
+            quota=Quota(**data["quota"]),
+        )
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Temp file, fsync, rename, fsync the folder: a crash leaves the old state or the new one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as out:
+        out.write(text)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# --- HTTP plumbing ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Response:
+    status: int
+    body: bytes = b""
+    content_type: str | None = None
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _json_response(status: int, obj: Any, headers: Sequence[tuple[str, str]] = ()) -> _Response:
+    body = json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    return _Response(status, body, "application/json; charset=utf-8", list(headers))
+
+
+def error_body(
+    status: int, message: str, *, link: str = API_LINK, error: str | None = None
+) -> dict[str, Any]:
+    """SoundCloud's error shape: {code, message, link, status, errors: [{error_message}], error}."""
+    return {
+        "code": status,
+        "message": message,
+        "link": link,
+        "status": f"{status} - {reason(status)}",
+        "errors": [{"error_message": message}],
+        "error": error,
+    }
+
+
+class _HttpError(Exception):
+    def __init__(self, response: _Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+    @classmethod
+    def api(
+        cls,
+        status: int,
+        message: str,
+        *,
+        problems: Sequence[str] = (),
+        headers: Sequence[tuple[str, str]] = (),
+        link: str = API_LINK,
+        error: str | None = None,
+    ) -> _HttpError:
+        body = error_body(status, message, link=link, error=error)
+        if problems:
+            body["errors"] = [{"error_message": p} for p in problems]
+        return cls(_json_response(status, body, headers))
+
+    @classmethod
+    def oauth(cls, status: int, error: str, description: str) -> _HttpError:
+        body = error_body(status, error, link=AUTH_LINK, error=error)
+        body["error_description"] = description
+        body["errors"] = [{"error_message": description}]
+        return cls(_json_response(status, body, [("Cache-Control", "no-store")]))
+
+
+class _Dropped(Exception):
+    """The sandbox drops this connection on purpose (fault injection)."""
+
+
+class _ClientGone(Exception):
+    """The client closed the connection before sending the whole body."""
+
+
+class _Body:
+    """A request body read in large pieces, from Content-Length or chunked framing."""
+
+    def __init__(self, rfile: BufferedIOBase, headers: Message) -> None:
+        self._rfile = rfile
+        self.read_bytes = 0
+        self.done = False
+        self.broken = False
+        self.chunked = "chunked" in headers.get("Transfer-Encoding", "").lower()
+        self._remaining = 0
+        self._drop_at: int | None = None
+        if not self.chunked:
+            raw = headers.get("Content-Length")
+            if raw is None:
+                self.done = True
+                return
+            if not raw.strip().isdigit():
+                self.broken = True
+                raise _HttpError.api(400, f"Content-Length {raw!r} is not a number")
+            self._remaining = int(raw)
+            self.done = self._remaining == 0
+
+    def chunks(self, drop_after: int | None = None) -> Iterator[bytes]:
+        """The body in pieces of up to CHUNK bytes; with `drop_after`, raise _Dropped once
+        exactly that many bytes have been read (if the body is that long)."""
+        self._drop_at = drop_after
+        source = self._chunked() if self.chunked else self._sized()
+        for data in source:
+            self.read_bytes += len(data)
+            yield data
+        self.done = True
+
+    def _want(self, available: int) -> int:
+        want = min(CHUNK, available)
+        if self._drop_at is not None:
+            if self.read_bytes >= self._drop_at:
+                self.broken = True
+                raise _Dropped
+            want = min(want, self._drop_at - self.read_bytes)
+        return want
+
+    def _sized(self) -> Iterator[bytes]:
+        while self._remaining > 0:
+            data = self._rfile.read(self._want(self._remaining))
+            if not data:
+                self.broken = True
+                raise _ClientGone
+            self._remaining -= len(data)
+            yield data
+
+    def _chunked(self) -> Iterator[bytes]:
+        while True:
+            line = self._rfile.readline(1024)
+            if not line.endswith(b"\n"):
+                self.broken = True
+                raise _ClientGone
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                self.broken = True
+                raise _HttpError.api(400, "malformed chunked transfer encoding") from None
+            if size == 0:
+                while self._rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass
+                return
+            while size > 0:
+                data = self._rfile.read(self._want(size))
+                if not data:
+                    self.broken = True
+                    raise _ClientGone
+                size -= len(data)
+                yield data
+            self._rfile.readline(3)
+
+    def read_all(self, limit: int = MAX_SMALL_BODY) -> bytes:
+        parts: list[bytes] = []
+        size = 0
+        for data in self.chunks():
+            size += len(data)
+            if size > limit:
+                raise _HttpError.api(413, f"request body larger than {limit} bytes")
+            parts.append(data)
+        return b"".join(parts)
+
+    def drain(self) -> None:
+        if not self.done and not self.broken:
+            for _ in self.chunks():
+                pass
+
+
+@dataclass
+class _Upload:
+    """A file part, spooled to disk while it arrives."""
+
+    field: str
+    filename: str
+    content_type: str | None
+    path: Path
+    size: int = 0
+
+
+class _MultipartSink:
+    """Feeds a multipart/form-data body through python-multipart's streaming parser: file parts
+    go straight to files in `spool_dir` (writes of memoryview slices, no copies), small fields
+    are kept in memory."""
+
+    def __init__(self, boundary: bytes, spool_dir: Path) -> None:
+        self.fields: list[tuple[str, str]] = []
+        self.files: list[_Upload] = []
+        self.problems: list[str] = []
+        self._spool_dir = spool_dir
+        self._ended = False
+        self._header_name = bytearray()
+        self._header_value = bytearray()
+        self._part_headers: dict[str, bytes] = {}
+        self._out: IO[bytes] | None = None
+        self._upload: _Upload | None = None
+        self._name = ""
+        self._value = bytearray()
+        self._skip = False
+        callbacks: MultipartCallbacks = {
+            "on_part_begin": self._part_begin,
+            "on_header_field": self._header_field,
+            "on_header_value": self._header_value_data,
+            "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished,
+            "on_part_data": self._part_data,
+            "on_part_end": self._part_end,
+            "on_end": self._end,
+        }
+        self._parser = MultipartParser(boundary, callbacks)
+
+    def write(self, data: bytes) -> None:
+        self._parser.write(data)
+
+    def finish(self) -> None:
+        self._parser.finalize()
+        if not self._ended:
+            raise _HttpError.api(400, "multipart body ended before its closing boundary")
+
+    def discard(self) -> None:
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+        for upload in self.files:
+            upload.path.unlink(missing_ok=True)
+
+    def _part_begin(self) -> None:
+        self._part_headers = {}
+        self._name = ""
+        self._value = bytearray()
+        self._skip = False
+
+    def _header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header_name += data[start:end]
+
+    def _header_value_data(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+
+    def _header_end(self) -> None:
+        self._part_headers[self._header_name.decode("latin-1").lower()] = bytes(self._header_value)
+        self._header_name = bytearray()
+        self._header_value = bytearray()
+
+    def _headers_finished(self) -> None:
+        disposition, params = parse_options_header(self._part_headers.get("content-disposition"))
+        if disposition != b"form-data" or b"name" not in params:
+            self.problems.append("a multipart part has no Content-Disposition: form-data; name=…")
+            self._skip = True
+            return
+        self._name = params[b"name"].decode("utf-8", "replace")
+        if b"filename" in params:
+            filename = params[b"filename"].decode("utf-8", "replace")
+            ctype = self._part_headers.get("content-type")
+            path = self._spool_dir / f"{secrets.token_hex(8)}.part"
+            self._upload = _Upload(
+                self._name, filename, ctype.decode("latin-1") if ctype else None, path
+            )
+            self.files.append(self._upload)
+            self._out = open(path, "wb")  # noqa: SIM115 - closed in _part_end or discard
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._out is not None and self._upload is not None:
+            self._out.write(memoryview(data)[start:end])
+            self._upload.size += end - start
+        elif not self._skip:
+            if len(self._value) + end - start > MAX_FIELD_BYTES:
+                self.problems.append(f"{self._name} is longer than {MAX_FIELD_BYTES} bytes")
+                self._skip = True
+            else:
+                self._value += data[start:end]
+
+    def _part_end(self) -> None:
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+            self._upload = None
+        elif not self._skip:
+            try:
+                self.fields.append((self._name, self._value.decode("utf-8")))
+            except UnicodeDecodeError:
+                self.problems.append(f"{self._name} is not valid UTF-8")
+
+    def _end(self) -> None:
+        self._ended = True
+
+
+@dataclass
+class _Request:
+    method: str
+    path: str
+    template: str | None
+    params: dict[str, str]
+    query: list[tuple[str, str]]
+    headers: Message
+    body: _Body
+    content_type: str | None
+    content_params: dict[bytes, bytes]
+    form: list[tuple[str, str]] = field(default_factory=list)
+    files: list[RecordedFile] = field(default_factory=list)
+    json_body: Any = None
+
+    def q(self, name: str) -> str | None:
+        values = [v for k, v in self.query if k == name]
+        return values[-1] if values else None
+
+
+@dataclass(frozen=True)
+class _Route:
+    method: str
+    template: str
+    pattern: re.Pattern[str]
+    handler: str
+
+
+def _route(method: str, template: str, handler: str) -> _Route:
+    regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(template))
+    return _Route(method, template, re.compile(f"^{regex}$"), handler)
+
+
+_ROUTES = (
+    _route("GET", "/authorize", "_authorize"),
+    _route("POST", "/oauth/token", "_token"),
+    _route("POST", "/sign-out", "_sign_out"),
+    _route("GET", "/me", "_me"),
+    _route("GET", "/me/tracks", "_me_tracks"),
+    _route("GET", "/me/playlists", "_me_playlists"),
+    _route("POST", "/tracks", "_upload"),
+    _route("GET", "/tracks/{track_urn}", "_get_track"),
+    _route("PUT", "/tracks/{track_urn}", "_put_track"),
+    _route("DELETE", "/tracks/{track_urn}", "_delete_track"),
+    _route("POST", "/playlists", "_create_playlist"),
+    _route("GET", "/playlists/{playlist_urn}", "_get_playlist"),
+    _route("PUT", "/playlists/{playlist_urn}", "_put_playlist"),
+    _route("DELETE", "/playlists/{playlist_urn}", "_delete_playlist"),
+)
+AUTH_TEMPLATES = frozenset({"/authorize", "/oauth/token"})
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+        self.open_connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def close_open_connections(self) -> None:
+        with self.connections_lock:
+            for conn in list(self.open_connections):
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # Headers and a small body go out as two writes; without NODELAY, Nagle plus delayed ACKs
+    # would add ~40 ms to every keep-alive request.
+    disable_nagle_algorithm = True
+    rbufsize = 256 << 10
+    timeout = 300
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.connections_lock:
+            self.server.open_connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.server.connections_lock:
+            self.server.open_connections.discard(self.connection)
+        with contextlib.suppress(OSError):
+            super().finish()
+
+    def _dispatch(self) -> None:
+        self.server.sandbox._handle(self)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _dispatch
+
+    def respond(self, resp: _Response) -> None:
+        self.send_response(resp.status)
+        if resp.content_type is not None:
+            self.send_header("Content-Type", resp.content_type)
+        for name, value in resp.headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(resp.body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD" and resp.body:
+            self.wfile.write(resp.body)
+
+    def drop(self) -> None:
+        """Cut the connection with unread data pending: the client sees a reset mid-upload."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("sandbox %s: " + format, self.address_string(), *args)
+
+
+# --- The sandbox -------------------------------------------------------------------------------
+
+
+def pkce_pair() -> tuple[str, str]:
+    """(code_verifier, code_challenge) for S256, as a client makes them (RFC 7636)."""
+    verifier = secrets.token_urlsafe(48)
+    return verifier, pkce_challenge(verifier)
+
+
+def pkce_challenge(verifier: str) -> str:
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def _timestamp(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y/%m/%d %H:%M:%S +0000")
+
+
+def _slug(title: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+    return slug or "untitled"
+
+
+def _did_you_mean(name: str, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _check_value(name: str, value: Any, rule: FieldRule, *, form: bool) -> str | None:
+    """The problem with one value, or None. Form values are strings; JSON values are typed."""
+    if rule.kind == "boolean":
+        ok = value in ("true", "false") if form else isinstance(value, bool)
+        return None if ok else f"{name} must be true or false, got {value!r}"
+    if rule.kind == "enum":
+        if value in rule.choices:
+            return None
+        return f"{name} must be one of {', '.join(rule.choices)}; got {value!r}"
+    if rule.kind == "binary":
+        if form:
+            return f"{name} must be a file part (with a filename), not a plain field"
+        return None if isinstance(value, str) else f"{name} must be a string"
+    if rule.kind == "urn_list":
+        if not isinstance(value, list):
+            return f'{name} must be a list of {{"urn": ...}} objects'
+        for i, item in enumerate(value):
+            if (
+                not isinstance(item, dict)
+                or set(item) != {"urn"}
+                or not isinstance(item["urn"], str)
+            ):
+                return f'{name}[{i}] must be {{"urn": "soundcloud:tracks:…"}}, got {item!r}'
+        return None
+    if not isinstance(value, str):
+        return f"{name} must be a string, got {value!r}"
+    if name.endswith(("release_date", "release_date]")) and not _valid_date(value):
+        return f"{name} must be a date written yyyy-mm-dd, got {value!r}"
+    return None
+
+
+def _valid_date(value: str) -> bool:
+    if not _DATE_RE.match(value):
+        return False
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+def check_form(
+    fields: Sequence[tuple[str, str]],
+    files: Sequence[tuple[str, str]],
+    rules: Mapping[str, FieldRule],
+    required: Sequence[str] = (),
+) -> list[str]:
+    """Problems with form `fields` (name, value) and `files` (name, filename) under `rules`."""
+    problems: list[str] = []
+    names = [n for n, _ in fields] + [n for n, _ in files]
+    for name, count in Counter(names).items():
+        if count > 1:
+            problems.append(f"{name} is given {count} times")
+    for name, value in fields:
+        rule = rules.get(name)
+        if rule is None:
+            problems.append(f"unknown field {name}{_did_you_mean(name, list(rules))}")
+        elif (problem := _check_value(name, value, rule, form=True)) is not None:
+            problems.append(problem)
+    for name, _filename in files:
+        rule = rules.get(name)
+        if rule is None:
+            problems.append(f"unknown field {name}{_did_you_mean(name, list(rules))}")
+        elif rule.kind != "binary":
+            problems.append(f"{name} must be a plain field, not a file part")
+    problems.extend(f"{name} is required" for name in required if name not in names)
+    return problems
+
+
+def check_json_object(obj: Any, where: str, rules: Mapping[str, FieldRule]) -> list[str]:
+    if not isinstance(obj, dict):
+        return [f"{where} must be a JSON object"]
+    problems: list[str] = []
+    for key, value in obj.items():
+        rule = rules.get(key)
+        if rule is None:
+            problems.append(f"unknown field {where}.{key}{_did_you_mean(key, list(rules))}")
+        elif (problem := _check_value(f"{where}.{key}", value, rule, form=False)) is not None:
+            problems.append(problem)
+    return problems
+
+
+def _form_to_meta(
+    fields: Sequence[tuple[str, str]], rules: Mapping[str, FieldRule]
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {}
+    for name, value in fields:
+        key = name.split("[", 1)[1].rstrip("]")
+        meta[key] = value == "true" if rules[name].kind == "boolean" else value
+    return meta
+
+
+def _audio_duration_ms(path: Path) -> int:
+    """The audio's length as SoundCloud would report it after processing; 0 when unknown."""
+    try:
+        import mutagen
+
+        audio = mutagen.File(path)  # reads headers only, even for multi-GB files
+    except Exception:  # any file the sandbox cannot read is just "unknown"
+        return 0
+    length = getattr(getattr(audio, "info", None), "length", 0) or 0
+    return int(float(length) * 1000)
+
+
+class Sandbox:
+    """A SoundCloud API stand-in; see the module docstring.
+
+    `client_id`/`client_secret` register one app: other ids are refused at /authorize and
+    /oauth/token. Left None, any client id is accepted (the secret is then not checked).
+    `redirect_uris` restricts /authorize's redirect_uri when given. Tracks finish processing
+    `processing_seconds` after upload, or on their `processing_gets`-th GET when that is set.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path | None = None,
+        token_ttl: float = 3600,
+        processing_seconds: float = 0.5,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        *,
+        redirect_uris: Sequence[str] | None = None,
+        processing_gets: int | None = None,
+        faults: Faults | None = None,
+        clock: Callable[[], float] = time.time,
+        username: str = "sandbox-artist",
+        quota: Quota | None = None,
+        max_asset_bytes: int = MAX_ASSET_BYTES,
+    ) -> None:
+        self.data_dir = data_dir
+        self.token_ttl = token_ttl
+        self.processing_seconds = processing_seconds
+        self.processing_gets = processing_gets
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.redirect_uris = tuple(redirect_uris) if redirect_uris is not None else None
+        self.faults = faults if faults is not None else Faults()
+        self.username = username
+        self.max_asset_bytes = max_asset_bytes
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._requests: list[RecordedRequest] = []
+        self._rate_limited: list[RateLimitEvent] = []
+        self._refresh_count = 0
+        self._seq = 0
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._temp_dir: Path | None = None
+        self._base_url = ""
+        self._state = self._load()
+        if quota is not None:
+            self._state.quota = quota
+
+    # -- lifecycle --
+
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Serve in a background thread; returns the base URL (http://127.0.0.1:PORT)."""
+        if host not in ("127.0.0.1", "localhost") and not host.startswith("127."):
+            raise SandboxError(f"the sandbox serves on loopback only; {host!r} is not 127.x.x.x")
+        if self._server is not None:
+            raise SandboxError(f"this sandbox already serves at {self._base_url}")
+        if self.data_dir is None:
+            self._temp_dir = Path(tempfile.mkdtemp(prefix="releaseosd-sandbox-"))
+        self.incoming_dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.incoming_dir.glob("*.part"):
+            stale.unlink()  # left by an upload cut off when the sandbox last stopped
+        try:
+            self._server = _Server(("127.0.0.1" if host == "localhost" else host, port), self)
+        except OSError as exc:
+            raise SandboxError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        bound_port = self._server.server_address[1]
+        self._base_url = f"http://{host}:{bound_port}"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name=f"soundcloud-sandbox-{bound_port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self._base_url
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+            server.close_open_connections()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        if self._temp_dir is not None:
+            shutil.rmtree(self._temp_dir, ignore_errors=True)
+            self._temp_dir = None
+
+    def __enter__(self) -> Sandbox:
+        if self._server is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        if not self._base_url:
+            raise SandboxError("the sandbox has not been started; call start() first")
+        return self._base_url
+
+    @property
+    def uploads_dir(self) -> Path:
+        root = self.data_dir if self.data_dir is not None else self._temp_dir
+        if root is None:
+            raise SandboxError("the sandbox has no upload folder until start()")
+        return root / "uploads"
+
+    @property
+    def incoming_dir(self) -> Path:
+        """Where upload bodies are written while they arrive (`*.part` files)."""
+        return self.uploads_dir / ".incoming"
+
+    # -- what tests look at --
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._requests)
+
+    def clear_requests(self) -> None:
+        with self._lock:
+            self._requests.clear()
+            self._rate_limited.clear()
+
+    @property
+    def refresh_count(self) -> int:
+        """grant_type=refresh_token requests received, accepted or not."""
+        with self._lock:
+            return self._refresh_count
+
+    @property
+    def rate_limited(self) -> list[RateLimitEvent]:
+        """Every 429 answered: when, with which Retry-After, to which request."""
+        with self._lock:
+            return list(self._rate_limited)
+
+    def retry_after_violations(self) -> list[str]:
+        """Requests that arrived after a 429 but before its Retry-After had passed."""
+        with self._lock:
+            events, requests = list(self._rate_limited), list(self._requests)
+        problems = []
+        for event in events:
+            if event.retry_after is None:
+                continue
+            for rec in requests:
+                if rec.seq > event.seq and event.at <= rec.at < event.at + event.retry_after:
+                    problems.append(
+                        f"{rec.method} {rec.path} came {rec.at - event.at:.3f} s after a 429 "
+                        f"(to {event.method} {event.path}) that said Retry-After: {event.retry_after}"
+                    )
+        return problems
+
+    @property
+    def quota(self) -> Quota:
+        return self._state.quota
+
+    def tracks(self) -> list[dict[str, Any]]:
+        """Every track as GET /tracks/{urn} would show it (without counting as a GET)."""
+        with self._lock:
+            return [self._render_track(t) for t in self._state.tracks.values()]
+
+    def playlists(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [self._render_playlist(p, True) for p in self._state.playlists.values()]
+
+    def upload_of(self, track_urn: str) -> StoredUpload:
+        with self._lock:
+            track = self._find_track(track_urn)
+            artwork = self.uploads_dir / track.artwork_file if track.artwork_file else None
+            return StoredUpload(
+                self.uploads_dir / track.asset_file,
+                track.asset_filename,
+                track.asset_bytes,
+                artwork,
+            )
+
+    # -- tokens, for tests that are not about logging in --
+
+    def issue_tokens(self, client_id: str | None = None) -> TokenPair:
+        with self._lock:
+            answer = self._issue(client_id or self.client_id or "sandbox-client", "user")
+            self._save()
+        return TokenPair(answer["access_token"], answer["refresh_token"], answer["expires_in"])
+
+    def expire_access_tokens(self) -> int:
+        """Early expiry: every access token issued so far stops working now."""
+        with self._lock:
+            now = self._clock()
+            for info in self._state.access_tokens.values():
+                info["expires_at"] = min(info["expires_at"], now - 1)
+            self._save()
+            return len(self._state.access_tokens)
+
+    def authorize_url(
+        self,
+        redirect_uri: str,
+        code_challenge: str,
+        state: str | None = None,
+        client_id: str | None = None,
+    ) -> str:
+        params = {
+            "client_id": client_id or self.client_id or "sandbox-client",
+            "redirect_uri": redirect_uri,
+            "response_type": "code",
+            "code_challenge": code_challenge,
+            "code_challenge_method": "S256",
+        }
+        if state is not None:
+            params["state"] = state
+        return f"{self.base_url}/authorize?{urlencode(params)}"
+
+    # -- persistence --
+
+    def _state_path(self) -> Path | None:
+        return self.data_dir / STATE_FILE if self.data_dir is not None else None
+
+    def _load(self) -> _State:
+        path = self._state_path()
+        if path is None or not path.exists():
+            return _State()
+        try:
+            return _State.from_json(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SandboxError(
+                f"{path}: not a readable sandbox state file ({exc}); move it away or choose "
+                "another --data folder"
+            ) from None
+
+    def _save(self) -> None:
+        path = self._state_path()
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _write_atomically(path, json.dumps(self._state.to_json(), indent=1))
+
+    # -- the request cycle --
+
+    def _handle(self, h: _Handler) -> None:
+        started = self._clock()
+        with self._lock:
+            self._seq += 1
+            seq = self._seq
+        split = urlsplit(h.path)
+        # URNs arrive percent-encoded (soundcloud%3Atracks%3A1) or not; both name the same track.
+        path = re.sub(r"%3[aA]", ":", split.path)
+        query = parse_qsl(split.query, keep_blank_values=True)
+        ctype_raw = h.headers.get("Content-Type")
+        ctype, ctype_params = parse_options_header(ctype_raw) if ctype_raw else (b"", {})
+        content_type = ctype.decode("latin-1") or None
+        try:
+            body = _Body(h.rfile, h.headers)
+        except _HttpError as exc:
+            h.close_connection = True
+            h.respond(exc.response)
+            return
+        if path == "/_sandbox" or path.startswith("/_sandbox/"):
+            self._admin(h, path, body, query)
+            return
+
+        route, params, allowed = self._match(h.command, path)
+        template = route.template if route is not None else None
+        req = _Request(
+            h.command, path, template, params, query, h.headers, body, content_type, ctype_params
+        )
+        status = 0
+        try:
+            try:
+                resp = self._answer(req, route, allowed)
+            except _HttpError as exc:
+                resp = exc.response
+            # Reading the rest keeps the connection usable and lets the client see the answer
+            # instead of a reset while it is still sending.
+            try:
+                body.drain()
+            except _HttpError as exc:  # the body's framing is broken
+                resp = exc.response
+            if body.broken:
+                h.close_connection = True
+            h.respond(resp)
+            status = resp.status
+            if status == 429:
+                retry = dict(resp.headers).get("Retry-After")
+                with self._lock:
+                    self._rate_limited.append(
+                        RateLimitEvent(
+                            seq, self._clock(), int(retry) if retry else None, h.command, path
+                        )
+                    )
+        except _Dropped:
+            h.drop()
+        except (_ClientGone, OSError):
+            h.close_connection = True
+        except Exception:
+            log.exception("sandbox: %s %s failed", h.command, path)
+            h.close_connection = True
+            with contextlib.suppress(OSError):
+                h.respond(
+                    _json_response(500, error_body(500, "sandbox bug; see the log for a traceback"))
+                )
+                status = 500
+        finally:
+            self._record(req, seq, started, status)
+
+    def _match(self, method: str, path: str) -> tuple[_Route | None, dict[str, str], list[str]]:
+        allowed: list[str] = []
+        for route in _ROUTES:
+            m = route.pattern.match(path)
+            if m is None:
+                continue
+            if route.method == method:
+                return route, m.groupdict(), []
+            allowed.append(route.method)
+        return None, {}, allowed
+
+    def _answer(self, req: _Request, route: _Route | None, allowed: list[str]) -> _Response:
+        decision = self.faults.decide(
+            req.method, req.template or req.path, is_auth=req.template in AUTH_TEMPLATES
+        )
+        if decision is not None:
+            return self._fault_response(decision)
+        if route is None:
+            if allowed:
+                raise _HttpError.api(
+                    405,
+                    f"{req.method} is not allowed on {req.path}",
+                    headers=[("Allow", ", ".join(allowed))],
+                )
+            raise _HttpError.api(404, f"the sandbox has nothing at {req.method} {req.path}")
+        handler: Callable[[_Request], _Response] = getattr(self, route.handler)
+        return handler(req)
+
+    def _fault_response(self, d: FaultDecision) -> _Response:
+        headers = [("Retry-After", str(d.retry_after))] if d.retry_after is not None else []
+        if d.body is not None:
+            ctype = "text/html; charset=utf-8" if d.html else "application/json; charset=utf-8"
+            return _Response(d.status, d.body.encode("utf-8"), ctype if d.body else None, headers)
+        if d.html:
+            page = html_error_page(d.status).encode("utf-8")
+            return _Response(d.status, page, "text/html; charset=utf-8", headers)
+        if d.status == 429:
+            body = error_body(429, "rate limit reached; slow down", link=RATE_LINK)
+            body["spam_warning_urn"] = None
+            return _json_response(429, body, headers)
+        return _json_response(d.status, error_body(d.status, reason(d.status)), headers)
+
+    def _record(self, req: _Request, seq: int, started: float, status: int) -> None:
+        headers: dict[str, str] = {}
+        for name, value in req.headers.items():
+            key = name.lower()
+            if key == "authorization":
+                value = f"{value.partition(' ')[0]} ****"
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        query: dict[str, list[str]] = {}
+        for key, value in req.query:
+            query.setdefault(key, []).append(value)
+        form = [(k, "****" if k == "client_secret" else v) for k, v in req.form]
+        rec = RecordedRequest(
+            seq=seq,
+            at=started,
+            answered_at=self._clock(),
+            method=req.method,
+            path=req.path,
+            template=req.template,
+            query=query,
+            headers=headers,
+            content_type=req.content_type,
+            form=form,
+            files=list(req.files),
+            json_body=req.json_body,
+            body_bytes=req.body.read_bytes,
+            status=status,
+        )
+        with self._lock:
+            self._requests.append(rec)
+
+    # -- reading bodies --
+
+    def _read_json(self, req: _Request) -> Any:
+        if req.content_type != "application/json":
+            raise _HttpError.api(
+                415 if req.content_type else 400,
+                f"expected a JSON body (Content-Type: application/json), got {req.content_type}",
+            )
+        raw = req.body.read_all()
+        try:
+            req.json_body = json.loads(raw)
+        except ValueError as exc:
+            raise _HttpError.api(400, f"the body is not valid JSON: {exc}") from None
+        return req.json_body
+
+    def _read_urlencoded(self, req: _Request) -> list[tuple[str, str]]:
+        raw = req.body.read_all()
+        try:
+            req.form = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+        except UnicodeDecodeError:
+            raise _HttpError.api(400, "the form body is not UTF-8") from None
+        return req.form
+
+    def _read_multipart(self, req: _Request, drop_after: int | None = None) -> _MultipartSink:
+        boundary = req.content_params.get(b"boundary")
+        if not boundary:
+            raise _HttpError.api(400, "multipart/form-data without a boundary parameter")
+        self.incoming_dir.mkdir(parents=True, exist_ok=True)
+        sink = _MultipartSink(boundary, self.incoming_dir)
+        try:
+            for data in req.body.chunks(drop_after):
+                sink.write(data)
+            sink.finish()
+        except FormParserError as exc:
+            sink.discard()
+            raise _HttpError.api(400, f"malformed multipart body: {exc}") from None
+        except BaseException:
+            sink.discard()
+            raise
+        finally:
+            req.form = list(sink.fields)
+            req.files = [
+                RecordedFile(u.field, u.filename, u.content_type, u.size) for u in sink.files
+            ]
+        return sink
+
+    # -- auth --
+
+    def _authorize(self, req: _Request) -> _Response:
+        client_id = req.q("client_id")
+        redirect_uri = req.q("redirect_uri")
+        if not client_id or (self.client_id is not None and client_id != self.client_id):
+            return self._auth_page(400, f"Unknown client_id {client_id!r}.")
+        if not redirect_uri or urlsplit(redirect_uri).scheme not in ("http", "https"):
+            return self._auth_page(400, f"redirect_uri {redirect_uri!r} is not an absolute URL.")
+        if self.redirect_uris is not None and redirect_uri not in self.redirect_uris:
+            return self._auth_page(
+                400, f"redirect_uri {redirect_uri!r} is not registered for this app."
+            )
+        state = req.q("state")
+        challenge = req.q("code_challenge")
+        method = req.q("code_challenge_method")
+        error: tuple[str, str] | None = None
+        if req.q("response_type") != "code":
+            error = ("unsupported_response_type", "response_type must be code")
+        elif not challenge:
+            error = ("invalid_request", "code_challenge is required (PKCE)")
+        elif method != "S256":
+            error = ("invalid_request", f"code_challenge_method must be S256, got {method!r}")
+        elif not _CHALLENGE_RE.match(challenge):
+            error = ("invalid_request", "code_challenge must be BASE64URL(SHA256(verifier))")
+        elif self.faults.deny_authorization:
+            error = ("access_denied", "the user denied access")
+        if error is not None:
+            params = {"error": error[0], "error_description": error[1]}
+        else:
+            code = secrets.token_urlsafe(24)
+            with self._lock:
+                self._state.codes[code] = {
+                    "client_id": client_id,
+                    "redirect_uri": redirect_uri,
+                    "challenge": challenge,
+                    "expires_at": self._clock() + CODE_TTL_SECONDS,
+                }
+                self._save()
+            params = {"code": code}
+        if state is not None:
+            params["state"] = state
+        parts = urlsplit(redirect_uri)
+        query = f"{parts.query}&{urlencode(params)}" if parts.query else urlencode(params)
+        location = urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+        return _Response(302, b"", None, [("Location", location)])
+
+    def _auth_page(self, status: int, message: str) -> _Response:
+        page = f"<!DOCTYPE html><html><body><h1>SoundCloud</h1><p>{message}</p></body></html>"
+        return _Response(status, page.encode("utf-8"), "text/html; charset=utf-8")
+
+    def _token(self, req: _Request) -> _Response:
+        if req.content_type != "application/x-www-form-urlencoded":
+            raise _HttpError.oauth(
+                400,
+                "invalid_request",
+                "send the token request as application/x-www-form-urlencoded, "
+                f"not {req.content_type}",
+            )
+        pairs = self._read_urlencoded(req)
+        form: dict[str, str] = {}
+        for name, value in pairs:
+            if name in form:
+                raise _HttpError.oauth(400, "invalid_request", f"{name} is given twice")
+            form[name] = value
+        grant = form.get("grant_type")
+        if grant == "refresh_token":
+            with self._lock:
+                self._refresh_count += 1
+        client_id, secret = form.get("client_id"), form.get("client_secret")
+        if not client_id or secret is None:
+            raise _HttpError.oauth(
+                401, "invalid_client", "client_id and client_secret are required"
+            )
+        if self.client_id is not None and (
+            client_id != self.client_id or secret != self.client_secret
+        ):
+            raise _HttpError.oauth(
+                401, "invalid_client", "unknown client_id or wrong client_secret"
+            )
+        with self._lock:
+            try:
+                if grant == "authorization_code":
+                    answer = self._grant_code(form, client_id)
+                elif grant == "refresh_token":
+                    answer = self._grant_refresh(form, client_id)
+                elif grant == "client_credentials":
+                    answer = self._issue(client_id, "client")
+                else:
+                    raise _HttpError.oauth(
+                        400, "unsupported_grant_type", f"grant_type {grant!r} is not supported"
+                    )
+            finally:
+                self._save()  # a refused code or refresh token is spent too
+        return _json_response(200, answer, [("Cache-Control", "no-store")])
+
+    def _grant_code(self, form: Mapping[str, str], client_id: str) -> dict[str, Any]:
+        for name in ("code", "redirect_uri", "code_verifier"):
+            if not form.get(name):
+                raise _HttpError.oauth(400, "invalid_request", f"{name} is required")
+        # Used or not, a presented code is gone: nobody gets a second guess at its verifier.
+        info = self._state.codes.pop(form["code"], None)
+        if info is None:
+            raise _HttpError.oauth(
+                400, "invalid_grant", "unknown or already used authorization code"
+            )
+        if info["expires_at"] <= self._clock():
+            raise _HttpError.oauth(400, "invalid_grant", "the authorization code expired")
+        if info["client_id"] != client_id:
+            raise _HttpError.oauth(400, "invalid_grant", "the code was issued to another client")
+        if info["redirect_uri"] != form["redirect_uri"]:
+            raise _HttpError.oauth(
+                400, "invalid_grant", "redirect_uri differs from the one sent to /authorize"
+            )
+        verifier = form["code_verifier"]
+        if not _PKCE_RE.match(verifier) or pkce_challenge(verifier) != info["challenge"]:
+            raise _HttpError.oauth(400, "invalid_grant", "code_verifier does not match")
+        return self._issue(client_id, "user")
+
+    def _grant_refresh(self, form: Mapping[str, str], client_id: str) -> dict[str, Any]:
+        token = form.get("refresh_token")
+        if not token:
+            raise _HttpError.oauth(400, "invalid_request", "refresh_token is required")
+        info = self._state.refresh_tokens.get(token)
+        if info is None or info.get("revoked"):
+            raise _HttpError.oauth(400, "invalid_grant", "unknown or revoked refresh token")
+        if info.get("used_at") is not None:
+            raise _HttpError.oauth(
+                400, "invalid_grant", "refresh token already used (refresh tokens are single-use)"
+            )
+        if info["client_id"] != client_id:
+            raise _HttpError.oauth(400, "invalid_grant", "refresh token of another client")
+        info["used_at"] = self._clock()
+        return self._issue(client_id, "user")
+
+    def _issue(self, client_id: str, kind: str) -> dict[str, Any]:
+        access = secrets.token_urlsafe(24)
+        expires_in = max(0, math.ceil(self.token_ttl))
+        answer: dict[str, Any] = {"access_token": access, "expires_in": expires_in}
+        refresh = None
+        if kind == "user":
+            refresh = secrets.token_urlsafe(24)
+            self._state.refresh_tokens[refresh] = {"client_id": client_id, "used_at": None}
+        self._state.access_tokens[access] = {
+            "client_id": client_id,
+            "kind": kind,
+            "expires_at": self._clock() + self.token_ttl,
+            "refresh_token": refresh,
+        }
+        answer["refresh_token"] = refresh
+        answer["scope"] = ""
+        answer["token_type"] = "bearer"
+        return answer
+
+    def _authenticate(self, req: _Request, *, user: bool = True) -> dict[str, Any]:
+        def refuse(message: str, error: str = "invalid_token") -> _HttpError:
+            challenge = f'OAuth realm="SoundCloud", error="{error}"'
+            return _HttpError.api(
+                401, message, headers=[("WWW-Authenticate", challenge)], error=error
+            )
+
+        if any(name in ("oauth_token", "access_token") for name, _ in req.query):
+            raise refuse(
+                "tokens in the query string are refused; send Authorization: OAuth <token>",
+                "invalid_request",
+            )
+        header = req.headers.get("Authorization")
+        if not header:
+            raise refuse("missing Authorization: OAuth <token> header", "invalid_request")
+        scheme, _, token = header.partition(" ")
+        if scheme != "OAuth" or not token.strip():
+            raise refuse(f"use Authorization: OAuth <token>, not {scheme!r}", "invalid_request")
+        with self._lock:
+            info = self._state.access_tokens.get(token.strip())
+            if info is None:
+                raise refuse("unknown or revoked access token")
+            if info["expires_at"] <= self._clock():
+                raise refuse("the access token expired")
+            if user and info["kind"] != "user":
+                raise refuse("this needs a user's token (authorization_code flow)")
+            return dict(info)
+
+    def _sign_out(self, req: _Request) -> _Response:
+        token: str | None = None
+        if req.content_type == "application/json":
+            obj = self._read_json(req)
+            if isinstance(obj, dict) and isinstance(obj.get("access_token"), str):
+                token = obj["access_token"]
+        if token is None:
+            scheme, _, value = (req.headers.get("Authorization") or "").partition(" ")
+            token = value.strip() if scheme == "OAuth" and value.strip() else None
+        if token is None:
+            raise _HttpError.api(401, 'send {"access_token": "…"} or an Authorization header')
+        with self._lock:
+            info = self._state.access_tokens.pop(token, None)
+            if info is not None and info.get("refresh_token"):
+                refresh = self._state.refresh_tokens.get(info["refresh_token"])
+                if refresh is not None:
+                    refresh["revoked"] = True
+            self._save()
+        return _json_response(200, {"status": "200 - OK"})
+
+    # -- /me --
+
+    def _user(self) -> dict[str, Any]:
+        return {
+            "kind": "user",
+            "id": 100001,
+            "urn": "soundcloud:users:100001",
+            "username": self.username,
+            "permalink": _slug(self.username),
+            "permalink_url": f"{self.base_url}/{_slug(self.username)}",
+            "uri": f"{self.base_url}/users/soundcloud:users:100001",
+            "avatar_url": None,
+            "full_name": "",
+            "first_name": "",
+            "last_name": "",
+            "city": None,
+            "country": None,
+            "description": None,
+            "plan": "Pro Unlimited" if self._state.quota.unlimited_upload_quota else "Free",
+            "followers_count": 0,
+            "followings_count": 0,
+            "created_at": _timestamp(1_600_000_000),
+            "last_modified": _timestamp(1_600_000_000),
+        }
+
+    def _me(self, req: _Request) -> _Response:
+        self._authenticate(req)
+        with self._lock:
+            quota = asdict(self._state.quota)
+            tracks = list(self._state.tracks.values())
+            me = self._user() | {
+                "quota": quota,
+                "upload_seconds_left": quota["upload_seconds_left"],
+                "track_count": sum(1 for t in tracks if t.meta.get("sharing") == "public"),
+                "private_tracks_count": sum(
+                    1 for t in tracks if t.meta.get("sharing") == "private"
+                ),
+                "playlist_count": len(self._state.playlists),
+                "private_playlists_count": 0,
+                "primary_email_confirmed": True,
+                "locale": None,
+                "online": False,
+                "likes_count": 0,
+                "comments_count": 0,
+                "public_favorites_count": 0,
+                "reposts_count": 0,
+                "subscriptions": [],
+            }
+        return _json_response(200, me)
+
+    def _page(self, req: _Request, items: list[Any], path: str) -> _Response:
+        raw_limit = req.q("limit") or "50"
+        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 200:
+            raise _HttpError.api(
+                400, f"limit must be a whole number from 1 to 200, got {raw_limit!r}"
+            )
+        limit = int(raw_limit)
+        if req.q("linked_partitioning") not in ("true", "1"):
+            return _json_response(200, items[:limit])  # the deprecated plain-list answer
+        raw_cursor = req.q("cursor") or "0"
+        if not raw_cursor.isdigit():
+            raise _HttpError.api(400, f"cursor {raw_cursor!r} did not come from a next_href")
+        start = int(raw_cursor)
+        page = items[start : start + limit]
+        next_href = None
+        if start + limit < len(items):
+            params = {"limit": limit, "linked_partitioning": "true", "cursor": start + limit}
+            next_href = f"{self.base_url}{path}?{urlencode(params)}"
+        return _json_response(200, {"collection": page, "next_href": next_href})
+
+    def _me_tracks(self, req: _Request) -> _Response:
+        self._authenticate(req)
+        order = req.q("sort") or req.q("direction") or req.q("order") or "desc"
+        if order not in ("asc", "desc"):
+            raise _HttpError.api(400, f"sort must be asc or desc, got {order!r}")
+        with self._lock:
+            tracks = sorted(
+                self._state.tracks.values(),
+                key=lambda t: (t.created_at, t.id),
+                reverse=order == "desc",
+            )
+            items = [self._render_track(t) for t in tracks]
+        return self._page(req, items, "/me/tracks")
+
+    def _me_playlists(self, req: _Request) -> _Response:
+        self._authenticate(req)
+        show = req.q("show_tracks") != "false"
+        with self._lock:
+            playlists = sorted(self._state.playlists.values(), key=lambda p: -p.created_at)
+            items = [self._render_playlist(p, show) for p in playlists]
+        return self._page(req, items, "/me/playlists")
+
+    # -- tracks --
+
+    def _find_track(self, ref: str) -> _Track:
+        track_id = self._parse_ref(ref, "tracks")
+        track = self._state.tracks.get(track_id) if track_id is not None else None
+        if track is None:
+            raise _HttpError.api(404, f"no track {ref}")
+        return track
+
+    @staticmethod
+    def _parse_ref(ref: str, kind: str) -> int | None:
+        m = re.fullmatch(rf"(?:soundcloud:{kind}:)?(\d+)", ref)
+        return int(m.group(1)) if m else None
+
+    def _render_track(self, t: _Track) -> dict[str, Any]:
+        m = t.meta
+        if self.processing_gets is not None:
+            done = t.gets >= self.processing_gets
+        else:
+            done = self._clock() - t.created_at >= self.processing_seconds
+        state = t.processing_outcome if done else "processing"
+        release: dict[str, int | None] = {"release_year": None, "release_month": None}
+        release["release_day"] = None
+        if m.get("release_date"):
+            y, mo, d = (int(x) for x in str(m["release_date"]).split("-"))
+            release = {"release_year": y, "release_month": mo, "release_day": d}
+        uri = f"{self.base_url}/tracks/{t.urn}"
+        user_permalink = _slug(self.username)
+        private = m.get("sharing") == "private"
+        return {
+            "kind": "track",
+            "id": t.id,
+            "urn": t.urn,
+            "title": m["title"],
+            "permalink": m["permalink"],
+            "permalink_url": f"{self.base_url}/{user_permalink}/{m['permalink']}",
+            "uri": uri,
+            "secret_uri": f"{uri}?secret_token=s-{t.secret}" if private else None,
+            "sharing": m.get("sharing", "public"),
+            "state": state,
+            "description": m.get("description"),
+            "genre": m.get("genre"),
+            "tag_list": m.get("tag_list", ""),
+            "label_name": m.get("label_name"),
+            "release": m.get("release"),
+            **release,
+            "isrc": m.get("isrc"),
+            "license": m.get("license", "all-rights-reserved"),
+            "embeddable_by": m.get("embeddable_by", "all"),
+            "purchase_url": m.get("purchase_url"),
+            "purchase_title": None,
+            "streamable": m.get("streamable", True),
+            "downloadable": m.get("downloadable", True),
+            "commentable": m.get("commentable", True),
+            "reveal_stats": m.get("reveal_stats", True),
+            "reveal_comments": m.get("reveal_comments", True),
+            "bpm": None,
+            "key_signature": None,
+            "duration": t.duration_ms if state == "finished" else 0,
+            "created_at": _timestamp(t.created_at),
+            "artwork_url": f"{uri}/artwork.jpg" if t.artwork_file else None,
+            "waveform_url": f"{uri}/waveform.png" if state == "finished" else None,
+            "stream_url": f"{uri}/stream",
+            "download_url": f"{uri}/download" if m.get("downloadable", True) else None,
+            "access": "playable",
+            "playback_count": 0,
+            "download_count": 0,
+            "favoritings_count": 0,
+            "comment_count": 0,
+            "reposts_count": 0,
+            "user_favorite": False,
+            "user_playback_count": 0,
+            "available_country_codes": None,
+            "metadata_artist": None,
+            "user": self._user(),
+        }
+
+    def _unique_permalink(self, wanted: str, own_id: int | None = None) -> str:
+        taken = {t.meta.get("permalink") for t in self._state.tracks.values() if t.id != own_id}
+        candidate, n = wanted, 0
+        while candidate in taken:
+            n += 1
+            candidate = f"{wanted}-{n}"
+        return candidate
+
+    def _upload(self, req: _Request) -> _Response:
+        token = self._authenticate(req, user=False)
+        if token["kind"] != "user":
+            # What uploads with a client-credentials token (or a revoked upload permission) get.
+            raise _HttpError(_Response(401))
+        if req.content_type != "multipart/form-data":
+            raise _HttpError.api(
+                400, f"upload a track as multipart/form-data, not {req.content_type}"
+            )
+        drop_after = self.faults.upload_drop_point()
+        try:
+            sink = self._read_multipart(req, drop_after)
+        except _Dropped:
+            self.faults.upload_dropped()
+            raise
+        try:
+            return self._create_track(req, sink)
+        finally:
+            sink.discard()  # whatever was not moved into place
+
+    def _create_track(self, req: _Request, sink: _MultipartSink) -> _Response:
+        files = [(u.field, u.filename) for u in sink.files]
+        problems = sink.problems + check_form(
+            sink.fields, files, TRACK_DATA_REQUEST, TRACK_DATA_REQUIRED
+        )
+        uploads = {u.field: u for u in sink.files}
+        asset = uploads.get("track[asset_data]")
+        artwork = uploads.get("track[artwork_data]")
+        if asset is not None and not problems:
+            suffix = Path(asset.filename).suffix.lower()
+            if len(asset.filename) > MAX_FILENAME_CHARS:
+                problems.append(
+                    f"track[asset_data] filename is {len(asset.filename)} characters long; "
+                    f"at most {MAX_FILENAME_CHARS} are accepted"
+                )
+            elif asset.size == 0 or suffix not in AUDIO_EXTENSIONS:
+                why = (
+                    "empty file" if asset.size == 0 else f"{suffix or 'no extension'} is not audio"
+                )
+                problems.append(
+                    f"unable to process provided asset_data ({asset.filename!r}: {why})"
+                )
+            elif asset.size > self.max_asset_bytes:
+                problems.append(
+                    f"track[asset_data] is {asset.size} bytes; at most {self.max_asset_bytes}"
+                )
+        if problems:
+            raise _HttpError.api(422, "; ".join(problems), problems=problems)
+        assert asset is not None
+        if artwork is not None and self.faults.artwork_fails:
+            raise _HttpError.api(500, "Internal Server Error")
+        meta = _form_to_meta(sink.fields, TRACK_DATA_REQUEST)
+        duration_ms = _audio_duration_ms(asset.path)
+        with self._lock:
+            track_id = self._state.new_id()
+            meta["permalink"] = self._unique_permalink(
+                meta.get("permalink") or _slug(meta["title"])
+            )
+            meta.setdefault("sharing", "public")
+            asset_name = f"{track_id}-asset{Path(asset.filename).suffix.lower()}"
+            os.replace(asset.path, self.uploads_dir / asset_name)
+            artwork_name = None
+            if artwork is not None:
+                artwork_name = f"{track_id}-artwork{Path(artwork.filename).suffix.lower()}"
+                os.replace(artwork.path, self.uploads_dir / artwork_name)
+            track = _Track(
+                id=track_id,
+                created_at=self._clock(),
+                meta=meta,
+                asset_file=asset_name,
+                asset_filename=asset.filename,
+                asset_bytes=asset.size,
+                artwork_file=artwork_name,
+                processing_outcome=self.faults.processing_outcome,
+                secret=secrets.token_urlsafe(8),
+                duration_ms=duration_ms,
+            )
+            self._state.tracks[track_id] = track
+            quota = self._state.quota
+            seconds = math.ceil(duration_ms / 1000)
+            quota.upload_seconds_used += seconds
+            if not quota.unlimited_upload_quota and quota.upload_seconds_left is not None:
+                quota.upload_seconds_left = max(0, quota.upload_seconds_left - seconds)
+            self._save()
+            rendered = self._render_track(track)
+        return _json_response(201, rendered, [("Location", rendered["uri"])])
+
+    def _get_track(self, req: _Request) -> _Response:
+        self._authenticate(req, user=False)
+        with self._lock:
+            track = self._find_track(req.params["track_urn"])
+            track.gets += 1
+            return _json_response(200, self._render_track(track))
+
+    def _put_track(self, req: _Request) -> _Response:
+        self._authenticate(req)
+        with self._lock:
+            self._find_track(req.params["track_urn"])  # 404 before reading a body for nothing
+        artwork: _Upload | None = None
+        sink: _MultipartSink | None = None
+        try:
+            if req.content_type == "application/json":
+                obj = self._read_json(req)
+                if not isinstance(obj, dict) or set(obj) != {"track"}:
+                    raise _HttpError.api(422, 'the body must be {"track": {...}}')
+                problems = check_json_object(obj["track"], "track", TRACK_METADATA)
+                changes = dict(obj["track"]) if not problems else {}
+            elif req.content_type in (
+                "multipart/form-data",
+                "application/x-www-form-urlencoded",
+                "multipart/x-www-form-urlencoded",
+            ):
+                if req.content_type == "multipart/form-data":
+                    sink = self._read_multipart(req)
+                    fields, uploads = sink.fields, sink.files
+                    problems = list(sink.problems)
+                else:
+                    fields, uploads, problems = self._read_urlencoded(req), [], []
+                files = [(u.field, u.filename) for u in uploads]
+                problems += check_form(fields, files, TRACK_UPDATE_FORM_REQUEST)
+                changes = _form_to_meta(fields, TRACK_UPDATE_FORM_REQUEST) if not problems else {}
+                artwork = next(iter(uploads), None)
+            else:
+                raise _HttpError.api(
+                    400, f"update a track with JSON or form fields, not {req.content_type}"
+                )
+            if problems:
+                raise _HttpError.api(422, "; ".join(problems), problems=problems)
+            with self._lock:
+                track = self._find_track(req.params["track_urn"])
+                if "permalink" in changes:
+                    changes["permalink"] = self._unique_permalink(changes["permalink"], track.id)
+                track.meta.update(changes)
+                if artwork is not None:
+                    name = f"{track.id}-artwork{Path(artwork.filename).suffix.lower()}"
+                    os.replace(artwork.path, self.uploads_dir / name)
+                    track.artwork_file = name
+                self._save()
+                return _json_response(200, self._render_track(track))
+        finally:
+            if sink is not None:
+                sink.discard()
+
+    def _delete_track(self, req: _Request) -> _Response:
+        self._authenticate(req)
+        with self._lock:
+            track = self._find_track(req.params["track_urn"])
+            del self._state.tracks[track.id]
+            for playlist in self._state.playlists.values():
+                playlist.track_ids = [i for i in playlist.track_ids if i != track.id]
+            for name in (track.asset_file, track.artwork_file):
+                if name:
+                    (self.uploads_dir / name).unlink(missing_ok=True)
+            self._save()
+        return _json_response(200, {"status": "200 - OK"})
+
+    # -- playlists --
+
+    def _render_playlist(self, p: _Playlist, show_tracks: bool) -> dict[str, Any]:
+        m = p.meta
+        tracks = [self._state.tracks[i] for i in p.track_ids if i in self._state.tracks]
+        uri = f"{self.base_url}/playlists/{p.urn}"
+        permalink = m.get("permalink") or _slug(m["title"])
+        return {
+            "kind": "playlist",
+            "id": p.id,
+            "urn": p.urn,
+            "title": m["title"],
+            "description": m.get("description"),
+            "sharing": m.get("sharing", "public"),
+            "playlist_type": m.get("set_type", "playlist"),
+            "type": m.get("set_type", "playlist"),
+            "permalink": permalink,
+            "permalink_url": f"{self.base_url}/{_slug(self.username)}/sets/{permalink}",
+            "uri": uri,
+            "tracks_uri": f"{uri}/tracks",
+            "track_count": len(tracks),
+            "duration": sum(t.duration_ms for t in tracks),
+            "tracks": [self._render_track(t) for t in tracks] if show_tracks else [],
+            "created_at": _timestamp(p.created_at),
+            "last_modified": _timestamp(p.last_modified),
+            "genre": m.get("genre"),
+            "tag_list": m.get("tag_list", ""),
+            "label_name": m.get("label_name"),
+            "release": m.get("release"),
+            "ean": m.get("ean"),
+            "license": m.get("license"),
+            "purchase_url": m.get("purchase_url"),
+            "purchase_title": m.get("purchase_title"),
+            "artwork_url": None,
+            "embeddable_by": "all",
+            "downloadable": True,
+            "streamable": True,
+            "likes_count": 0,
+            "user": self._user(),
+            "user_urn": "soundcloud:users:100001",
+        }
+
+    def _playlist_changes(self, req: _Request, *, creating: bool) -> dict[str, Any]:
+        """Validated playlist fields from a JSON or (on create) form body; tracks as ids."""
+        if req.content_type == "multipart/form-data" and creating:
+            sink = self._read_multipart(req)
+            sink.discard()  # the sandbox does not keep playlist artwork
+            files = [(u.field, u.filename) for u in sink.files]
+            problems = sink.problems + check_form(
+                sink.fields, files, PLAYLIST_FORM_REQUEST, PLAYLIST_FORM_REQUIRED
+            )
+            if problems:
+                raise _HttpError.api(422, "; ".join(problems), problems=problems)
+            changes: dict[str, Any] = {}
+            for name, value in sink.fields:
+                key = name.split("[", 1)[1].split("]", 1)[0]
+                if key == "tracks":
+                    changes["tracks"] = [{"urn": u.strip()} for u in value.split(",") if u.strip()]
+                else:
+                    changes[key] = value
+        else:
+            obj = self._read_json(req)
+            if not isinstance(obj, dict) or set(obj) != {"playlist"}:
+                raise _HttpError.api(422, 'the body must be {"playlist": {...}}')
+            problems = check_json_object(obj["playlist"], "playlist", PLAYLIST_METADATA)
+            if not problems and creating and not obj["playlist"].get("title"):
+                problems.append("playlist.title is required")
+            if problems:
+                raise _HttpError.api(422, "; ".join(problems), problems=problems)
+            changes = dict(obj["playlist"])
+        changes.pop("artwork_data", None)
+        if "tracks" in changes:
+            ids = []
+            with self._lock:
+                for item in changes["tracks"]:
+                    track_id = self._parse_ref(item["urn"], "tracks")
+                    if track_id is None or track_id not in self._state.tracks:
+                        raise _HttpError.api(422, f"playlist.tracks: no track {item['urn']}")
+                    ids.append(track_id)
+            changes["tracks"] = ids
+        return changes
+
+    def _create_playlist(self, req: _Request) -> _Response:
+        self._authenticate(req)
+        changes = self._playlist_changes(req, creating=True)
+        with self._lock:
+            now = self._clock()
+            track_ids = changes.pop("tracks", [])
+            playlist = _Playlist(self._state.new_id(), now, now, changes, track_ids)
+            self._state.playlists[playlist.id] = playlist
+            self._save()
+            return _json_response(201, self._render_playlist(playlist, True))
+
+    def _find_playlist(self, ref: str) -> _Playlist:
+        playlist_id = self._parse_ref(ref, "playlists")
+        playlist = self._state.playlists.get(playlist_id) if playlist_id is not None else None
+        if playlist is None:
+            raise _HttpError.api(404, f"no playlist {ref}")
+        return playlist
+
+    def _get_playlist(self, req: _Request) -> _Response:
+        self._authenticate(req, user=False)
+        with self._lock:
+            playlist = self._find_playlist(req.params["playlist_urn"])
+            return _json_response(
+                200, self._render_playlist(playlist, req.q("show_tracks") != "false")
+            )
+
+    def _put_playlist(self, req: _Request) -> _Response:
+        self._authenticate(req)
+        with self._lock:
+            self._find_playlist(req.params["playlist_urn"])
+        changes = self._playlist_changes(req, creating=False)
+        with self._lock:
+            playlist = self._find_playlist(req.params["playlist_urn"])
+            if "tracks" in changes:
+                playlist.track_ids = changes.pop("tracks")  # replaces the whole list
+            playlist.meta.update(changes)
+            playlist.last_modified = self._clock()
+            self._save()
+            return _json_response(200, self._render_playlist(playlist, True))
+
+    def _delete_playlist(self, req: _Request) -> _Response:
+        self._authenticate(req)
+        with self._lock:
+            playlist = self._find_playlist(req.params["playlist_urn"])
+            del self._state.playlists[playlist.id]
+            self._save()
+        return _json_response(200, {"status": "200 - OK"})
+
+    # -- /_sandbox admin --
+
+    def _admin(self, h: _Handler, path: str, body: _Body, query: list[tuple[str, str]]) -> None:
+        host = (h.headers.get("Host") or "").rsplit(":", 1)[0]
+        try:
+            if host not in ("127.0.0.1", "localhost", "[::1]"):
+                # A web page that rebinds a name to 127.0.0.1 must not drive the sandbox.
+                raise _HttpError.api(403, f"admin requests must use a loopback Host, not {host!r}")
+            resp = self._admin_answer(h.command, path, body)
+        except _HttpError as exc:
+            resp = exc.response
+        except ValueError as exc:
+            resp = _json_response(400, error_body(400, str(exc)))
+        try:
+            body.drain()
+            if body.broken:
+                h.close_connection = True
+            h.respond(resp)
+        except (_ClientGone, OSError):
+            h.close_connection = True
+
+    def _admin_answer(self, method: str, path: str, body: _Body) -> _Response:
+        def payload() -> Any:
+            raw = body.read_all()
+            return json.loads(raw) if raw.strip() else {}
+
+        key = (method, path.removeprefix("/_sandbox"))
+        if key == ("GET", "/faults"):
+            return _json_response(200, self.faults.to_json())
+        if key == ("POST", "/faults"):
+            changes = payload()
+            if not isinstance(changes, dict):
+                raise ValueError("POST /_sandbox/faults takes a JSON object of settings")
+            self.faults.update(**changes)
+            return _json_response(200, self.faults.to_json())
+        if key == ("POST", "/faults/clear"):
+            self.faults.clear()
+            return _json_response(200, self.faults.to_json())
+        if key == ("POST", "/faults/push"):
+            item = payload()
+            if not isinstance(item, dict):
+                raise ValueError("POST /_sandbox/faults/push takes a JSON scripted fault")
+            self.faults.push(**item)
+            return _json_response(200, self.faults.to_json())
+        if key == ("POST", "/expire-tokens"):
+            return _json_response(200, {"expired": self.expire_access_tokens()})
+        if key == ("POST", "/tokens"):
+            args = payload()
+            pair = self.issue_tokens(args.get("client_id") if isinstance(args, dict) else None)
+            return _json_response(200, asdict(pair))
+        if key == ("GET", "/requests"):
+            return _json_response(200, [r.to_json() for r in self.requests])
+        if key == ("DELETE", "/requests"):
+            self.clear_requests()
+            return _json_response(200, {"status": "200 - OK"})
+        if key == ("GET", "/tracks"):
+            return _json_response(200, self.tracks())
+        if key == ("GET", "/stats"):
+            return _json_response(
+                200,
+                {
+                    "refresh_count": self.refresh_count,
+                    "rate_limited": [asdict(e) for e in self.rate_limited],
+                    "retry_after_violations": self.retry_after_violations(),
+                },
+            )
+        raise _HttpError.api(404, f"no admin endpoint {method} {path}")
+
+
+def serve_forever(
+    port: int,
+    data_dir: Path | None,
+    *,
+    client_id: str | None = None,
+    client_secret: str | None = None,
+    out: TextIO = sys.stdout,
+) -> None:
+    """`releaseosd sandbox`: serve on 127.0.0.1:port until SIGINT/SIGTERM.
+
+    The first line printed is `SoundCloud sandbox at http://127.0.0.1:PORT`, so a parent
+    process started with port 0 can read the port.
+    """
+    sandbox = Sandbox(data_dir, client_id=client_id, client_secret=client_secret)
+    url = sandbox.start(port=port)
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    where = f"state in {data_dir}" if data_dir is not None else "state in memory only"
+    print(f"SoundCloud sandbox at {url}", file=out)
+    print(f"  {where}; point releaseosd at it with:", file=out)
+    print(f"    soundcloud:\n      api_url: {url}\n      auth_url: {url}", file=out)
+    print("  Ctrl-C stops it.", file=out, flush=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sandbox.stop()
+
+
+__all__ = [
+    "AUDIO_EXTENSIONS",
+    "PLAYLIST_FORM_REQUEST",
+    "PLAYLIST_METADATA",
+    "TRACK_DATA_REQUEST",
+    "TRACK_METADATA",
+    "TRACK_UPDATE_FORM_REQUEST",
+    "Faults",
+    "FieldRule",
+    "Quota",
+    "RateLimitEvent",
+    "RecordedFile",
+    "RecordedRequest",
+    "Sandbox",
+    "SandboxError",
+    "StoredUpload",
+    "TokenPair",
+    "check_form",
+    "check_json_object",
+    "error_body",
+    "pkce_challenge",
+    "pkce_pair",
+    "serve_forever",
+]
