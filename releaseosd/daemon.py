@@ -203,6 +203,7 @@ class Daemon:
 
         previous = self._install_signals()
         try:
+            ingest.recover()
             scheduler.start()
             watcher.start()
             control.start()

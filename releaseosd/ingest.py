@@ -30,11 +30,10 @@ from releaseosd.sidecar import (
 from releaseosd.states import REMOTE, State, is_local
 from releaseosd.store import Store
 from releaseosd.track import Track, utcnow
+from releaseosd.watcher import is_audio
 from releaseosd.yamlfile import FileProblems
 
 log = logging.getLogger("releaseosd.ingest")
-
-AUDIO_SUFFIXES = (".wav", ".wave", ".aif", ".aiff", ".flac", ".mp3", ".ogg", ".oga", ".m4a", ".aac")
 
 
 def sha256_of(path: Path) -> str:
@@ -45,20 +44,15 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def is_audio(path: Path) -> bool:
-    return path.suffix.lower() in AUDIO_SUFFIXES
-
-
 def audio_for_sidecar(sidecar: Path) -> list[Path]:
     """The audio files a sidecar (or a folder's release.yaml) describes."""
     folder = sidecar.parent
     if sidecar.name.lower() in FOLDER_DEFAULTS_NAMES:
         return sorted(p for p in folder.iterdir() if is_audio(p) and p.is_file())
-    return [p for p in (sidecar.with_suffix(s) for s in AUDIO_SUFFIXES) if p.is_file()] + [
-        p
-        for p in folder.glob(glob_escape(sidecar.stem) + ".*")
-        if is_audio(p) and p.suffix not in AUDIO_SUFFIXES and p.is_file()
-    ]
+    # Any case of the extension: "Night Drive.WAV" belongs to "Night Drive.yaml" too.
+    return sorted(
+        p for p in folder.glob(glob_escape(sidecar.stem) + ".*") if is_audio(p) and p.is_file()
+    )
 
 
 def glob_escape(text: str) -> str:
@@ -80,6 +74,12 @@ class Ingest:
         self.on_ready = on_ready
         self.on_metadata_changed = on_metadata_changed
         self._lock = threading.RLock()
+
+    def recover(self) -> None:
+        """Builds cut off by a crash start over: the watcher's first scan reports their files."""
+        for track in self.store.all():
+            if track.state == State.BUILDING:
+                self.store.transition(track.id, State.PENDING, note="build interrupted; rebuilding")
 
     # --- watcher callbacks ---------------------------------------------------------------------
 
@@ -324,4 +324,4 @@ def remove_built_files(config: Config, track_id: str) -> None:
     shutil.rmtree(config.state_dir / "tracks" / track_id, ignore_errors=True)
 
 
-__all__ = ["REMOTE", "Ingest", "audio_for_sidecar", "is_audio", "sha256_of"]
+__all__ = ["REMOTE", "Ingest", "audio_for_sidecar", "sha256_of"]

@@ -60,6 +60,10 @@ class Track(BaseModel):
     preview_path: str | None = None
     artwork_path: str | None = None
     release_at: dt.datetime | None = None
+    # SoundCloud has answered 500 only when artwork was attached (soundcloud/api#409): after a
+    # few of those in a row the track goes up without artwork, and the producer is told.
+    artwork_5xx: int = 0
+    without_artwork: bool = False
     soundcloud: RemoteTrack = Field(default_factory=RemoteTrack)
     # A re-export whose content differs from what was uploaded: reported, never uploaded by itself.
     local_change: dict[str, Any] | None = None

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from releaseosd.config import Config
-from releaseosd.retry import at, plan_retry
+from releaseosd.retry import at, backoff_seconds, plan_retry
 from releaseosd.states import State
 from releaseosd.store import Store
 from releaseosd.track import Track, utcnow
@@ -23,7 +23,7 @@ log = logging.getLogger("releaseosd.upload")
 
 # After this many 5xx answers to uploads carrying artwork, upload without it (SoundCloud has
 # answered 500 only when artwork_data was attached: soundcloud/api#409).
-ARTWORK_5XX_LIMIT = 2
+ARTWORK_5XX_LIMIT = 3
 POLL_FIRST_SECONDS = 2.0
 POLL_MAX_SECONDS = 60.0
 
@@ -110,9 +110,12 @@ class Uploader:
         track = self.store.transition(
             track_id, State.UPLOADING, note=f"attempt {track.attempts + 1}", next_attempt_at=None
         )
+        posting = False
         try:
             remote = self._find_earlier_upload(track) if _attempted_before(track) else None
             if remote is None:
+                self.client().check_quota(self._duration(track))
+                posting = True
                 remote = self._upload(track)
             else:
                 log.info("%s: found on SoundCloud as %s; adopting it", track.title, remote["urn"])
@@ -120,10 +123,10 @@ class Uploader:
         except NeedsLogin as exc:
             self._needs_login(track_id, str(exc))
         except SoundCloudError as exc:
-            self._failed_attempt(track_id, exc)
+            self._failed_attempt(track_id, exc, posting)
         except Exception as exc:
             log.exception("%s: unexpected error during upload", track.title)
-            self._failed_attempt(track_id, exc)
+            self._failed_attempt(track_id, exc, posting)
 
     def _find_earlier_upload(self, track: Track) -> dict[str, Any] | None:
         # An earlier attempt may have reached SoundCloud before we lost the answer (crash,
@@ -132,23 +135,26 @@ class Uploader:
             return None
         return self.client().find_by_machine_tag(track.sha256)
 
+    def _duration(self, track: Track) -> float | None:
+        if track.metadata.get("upload") == "preview":
+            return self.config.preview.length
+        duration = (track.probe or {}).get("duration")
+        return float(duration) if duration is not None else None
+
     def _upload(self, track: Track) -> dict[str, Any]:
-        meta = track.metadata
         audio = Path(track.audio_path)
-        if meta.get("upload") == "preview" and track.preview_path:
+        if track.metadata.get("upload") == "preview" and track.preview_path:
             audio = Path(track.preview_path)
         artwork = None
-        if track.artwork_path and not meta.get("_without_artwork"):
+        if track.artwork_path and not track.without_artwork:
             artwork = Path(track.artwork_path)
-        duration = (track.probe or {}).get("duration")
-        if meta.get("upload") == "preview":
-            duration = self.config.preview.length
         return self.client().upload_track(
             audio,
             track_fields(track, upload_sharing(track)),
             artwork,
             sha256=track.sha256,
-            duration_seconds=duration,
+            duration_seconds=self._duration(track),
+            check_quota=False,
         )
 
     def _record_upload(self, track: Track, remote: dict[str, Any]) -> None:
@@ -193,7 +199,7 @@ class Uploader:
             return
         except SoundCloudError as exc:
             log.warning("%s: checking processing failed (%s); will check again", track.title, exc)
-            self._poll_later(track_id, POLL_MAX_SECONDS, retry_after=exc.retry_after)
+            self._poll_later(track_id, self._check_delay(track), retry_after=exc.retry_after)
             return
         state = remote.get("state")
         if state in (None, "finished"):
@@ -203,6 +209,17 @@ class Uploader:
         else:
             waited = (self.clock() - (track.soundcloud.uploaded_at or self.clock())).total_seconds()
             self._poll_later(track_id, min(POLL_MAX_SECONDS, max(POLL_FIRST_SECONDS, waited / 4)))
+
+    def _check_delay(self, track: Track) -> float:
+        """Backoff for processing checks that failed: the upload's schedule, capped at a minute."""
+        failures = sum(1 for h in track.history[-20:] if h.note.startswith("check failed"))
+        cfg = self.config.uploads
+        return backoff_seconds(
+            failures + 1,
+            min(cfg.backoff_base_seconds, POLL_FIRST_SECONDS),
+            min(cfg.backoff_max_seconds, POLL_MAX_SECONDS),
+            self.rng,
+        )
 
     def _poll_later(self, track_id: str, seconds: float, retry_after: float | None = None) -> None:
         when = at(self.clock(), max(seconds, (retry_after or 0) + 0.05))
@@ -221,7 +238,7 @@ class Uploader:
             self.client().delete_track(urn)
         except SoundCloudError as exc:
             log.warning("%s: could not delete failed upload %s (%s)", track.title, urn, exc)
-            self._poll_later(track_id, POLL_MAX_SECONDS, retry_after=exc.retry_after)
+            self._poll_later(track_id, self._check_delay(track), retry_after=exc.retry_after)
             return
         self._back_to_ready(
             track, f"SoundCloud could not process {urn}; deleted it to upload again"
@@ -270,7 +287,7 @@ class Uploader:
         self.store.transition(track_id, State.NEEDS_LOGIN, last_error=reason)
         self.announce.needs_login()
 
-    def _failed_attempt(self, track_id: str, exc: BaseException) -> None:
+    def _failed_attempt(self, track_id: str, exc: BaseException, posting: bool = False) -> None:
         from releaseosd.soundcloud.errors import SoundCloudError
 
         track = self.store.get(track_id)
@@ -298,18 +315,17 @@ class Uploader:
             self.rng,
             retry_after,
         )
-        drop_artwork = (
-            status is not None
+        artwork_5xx = (
+            posting
+            and status is not None
             and status >= 500
             and bool(track.artwork_path)
-            and not track.metadata.get("_without_artwork")
-            and sum(1 for h in track.history if "5xx with artwork" in h.note) + 1
-            >= ARTWORK_5XX_LIMIT
+            and not track.without_artwork
         )
+        streak = track.artwork_5xx + 1 if artwork_5xx else 0
+        drop_artwork = streak >= ARTWORK_5XX_LIMIT
         when = at(self.clock(), plan.delay_seconds)
         note = f"attempt failed: {message}"
-        if status is not None and status >= 500 and track.artwork_path:
-            note += " (5xx with artwork)"
 
         def retry(t: Track) -> None:
             t.attempts = plan.attempts
@@ -317,8 +333,8 @@ class Uploader:
             t.last_error = message
             t.next_attempt_at = None if plan.give_up else when
             t.state = State.FAILED if plan.give_up else State.READY
-            if drop_artwork:
-                t.metadata = {**t.metadata, "_without_artwork": True}
+            t.artwork_5xx = 0 if drop_artwork else streak
+            t.without_artwork = t.without_artwork or drop_artwork
 
         self.store.update(track_id, retry, note=note)
         if drop_artwork:

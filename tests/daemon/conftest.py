@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -44,3 +45,27 @@ def token_store(tmp_path: Path, sandbox: Sandbox) -> Any:
         TokenSet(pair.access_token, pair.refresh_token, time.time() + float(pair.expires_in)),
     )
     return store
+
+
+# The stand-in notification server lives with the notifier's own tests.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "notify"))
+from fake_notification_server import (  # noqa: E402
+    NotificationBus,
+    NotificationServer,
+    SessionBus,
+)
+
+
+@pytest.fixture
+def notification_bus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[NotificationBus]:
+    """A private D-Bus session bus with a recording org.freedesktop.Notifications server."""
+    workdir = tmp_path / "session-bus"
+    workdir.mkdir()
+    bus = SessionBus.start(workdir)
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", bus.address)
+    server = NotificationServer.start(bus, tmp_path / "notifications.jsonl")
+    try:
+        yield NotificationBus(bus, server)
+    finally:
+        server.stop()
+        bus.stop()
