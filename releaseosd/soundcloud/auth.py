@@ -1,0 +1,416 @@
+"""Logging in to SoundCloud: OAuth 2.1 authorization code with PKCE (S256) and `state`.
+
+The browser comes back to a one-shot HTTP server on the loopback address of the registered
+redirect URI; the code is exchanged for tokens, which go to the keyring and nowhere else.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import errno
+import hashlib
+import html
+import logging
+import secrets
+import socket
+import sys
+import threading
+import time
+import webbrowser
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any, TextIO
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import httpx
+
+from releaseosd.config import SoundCloudConfig
+from releaseosd.soundcloud.client import API_TIMEOUT, USER_AGENT, SoundCloudClient
+from releaseosd.soundcloud.errors import (
+    LOGIN_HINT,
+    LoginFailed,
+    NeedsLogin,
+    NotConfigured,
+    SoundCloudError,
+)
+from releaseosd.soundcloud.tokens import (
+    InvalidGrant,
+    TokenManager,
+    TokenSet,
+    TokenStore,
+    request_tokens,
+    sign_out,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LOGIN_TIMEOUT = 300.0
+
+
+def setup_secret(client_id: str, secret: str, *, store: TokenStore | None = None) -> None:
+    """Store the app's client secret in the keyring (the CLI reads it from a hidden prompt)."""
+    client_id = client_id.strip()
+    secret = secret.strip()
+    if not client_id:
+        raise NotConfigured(
+            "soundcloud.client_id is not set in the config; add your SoundCloud app's client id "
+            "before storing its secret"
+        )
+    if not secret or any(ch.isspace() for ch in secret):
+        raise NotConfigured(
+            "the client secret is empty or contains spaces; copy it again from "
+            "https://soundcloud.com/you/apps"
+        )
+    (store or TokenStore()).set_client_secret(client_id, secret)
+
+
+def pkce_pair() -> tuple[str, str]:
+    """(code_verifier, S256 code_challenge) per RFC 7636."""
+    verifier = secrets.token_urlsafe(64)  # 86 characters, inside the allowed 43..128
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def authorize_url(config: SoundCloudConfig, challenge: str, state: str) -> str:
+    query = urlencode(
+        {
+            "client_id": config.client_id,
+            "redirect_uri": config.redirect_uri,
+            "response_type": "code",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+            "state": state,
+        }
+    )
+    return f"{config.auth_url}/authorize?{query}"
+
+
+def loopback_addresses(host: str) -> list[tuple[socket.AddressFamily, str, bool]]:
+    """Where the callback server listens: (family, address, required). Never a wildcard."""
+    if host == "localhost":
+        # Browsers resolve localhost to either family; ::1 is a bonus where the host has IPv6.
+        return [(socket.AF_INET, "127.0.0.1", True), (socket.AF_INET6, "::1", False)]
+    if host == "127.0.0.1":
+        return [(socket.AF_INET, "127.0.0.1", True)]
+    if host == "::1":
+        return [(socket.AF_INET6, "::1", True)]
+    raise NotConfigured(
+        f"soundcloud.redirect_uri must point at this machine's loopback address, not {host!r}"
+    )
+
+
+@dataclass
+class _Callback:
+    path: str
+    state: str
+    finish: Callable[[str], TokenSet]
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    received: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+    tokens: TokenSet | None = None
+    error: SoundCloudError | None = None
+
+
+class _Server(HTTPServer):
+    callback: _Callback
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    server_version = "releaseosd-login"
+
+    def do_GET(self) -> None:
+        callback = self.server.callback
+        parts = urlsplit(self.path)
+        if parts.path != callback.path:
+            self._page(404, "Not found", "This is releaseosd's login helper; nothing here.")
+            return
+        with callback.lock:
+            if callback.received.is_set():
+                self._page(410, "Already used", "This login link has been used; close this tab.")
+                return
+            callback.received.set()
+        try:
+            self._handle(callback, parse_qs(parts.query))
+        finally:
+            callback.done.set()
+
+    def _handle(self, callback: _Callback, params: dict[str, list[str]]) -> None:
+        def one(name: str) -> str | None:
+            values = params.get(name)
+            return values[0] if values else None
+
+        state = one("state")
+        if state is None or not secrets.compare_digest(state.encode(), callback.state.encode()):
+            callback.error = LoginFailed(
+                "the browser came back with a missing or wrong 'state', so the answer may not be "
+                f"from this login attempt; nothing was stored. {LOGIN_HINT.capitalize()} again"
+            )
+            self._page(400, "Login failed", "The login answer did not match; try again.")
+            return
+        if one("error"):
+            detail = ": ".join(filter(None, (one("error"), one("error_description"))))
+            callback.error = LoginFailed(
+                f"SoundCloud did not authorise releaseosd ({detail}); {LOGIN_HINT} to try again"
+            )
+            self._page(400, "Login refused", f"SoundCloud said: {detail}")
+            return
+        code = one("code")
+        if not code:
+            callback.error = LoginFailed(
+                f"the browser came back without an authorization code; {LOGIN_HINT} again"
+            )
+            self._page(400, "Login failed", "No authorization code arrived; try again.")
+            return
+        try:
+            callback.tokens = callback.finish(code)
+        except SoundCloudError as exc:
+            callback.error = exc
+            self._page(502, "Login failed", str(exc))
+            return
+        self._page(200, "Logged in", "Logged in — you can close this tab.")
+
+    def do_HEAD(self) -> None:
+        self.send_response(404)
+        self.end_headers()
+
+    def _page(self, status: int, title: str, text: str) -> None:
+        body = (
+            "<!doctype html><html><head><meta charset='utf-8'>"
+            f"<title>releaseosd: {html.escape(title)}</title></head>"
+            f"<body><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p></body></html>"
+        ).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # The default writes the request line — with the authorization code — to stderr.
+        log.debug("login callback answered %s", args[1] if len(args) > 1 else "")
+
+
+def _start_servers(config: SoundCloudConfig, callback: _Callback) -> list[_Server]:
+    parts = urlsplit(config.redirect_uri)
+    host, port = parts.hostname or "", parts.port
+    if port is None:
+        raise NotConfigured(f"soundcloud.redirect_uri {config.redirect_uri!r} must name a port")
+    servers: list[_Server] = []
+    try:
+        for family, address, required in loopback_addresses(host):
+            cls = _Server6 if family == socket.AF_INET6 else _Server
+            try:
+                server = cls((address, port), _Handler)
+            except OSError as exc:
+                if not required and exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+                    continue
+                if exc.errno == errno.EADDRINUSE:
+                    raise LoginFailed(
+                        f"port {port} on {address} is in use, so the login answer cannot be "
+                        f"received at {config.redirect_uri}; stop what uses it (e.g. another "
+                        "'releaseosd auth login') and try again"
+                    ) from None
+                raise LoginFailed(
+                    f"cannot listen on {address} port {port} for the login answer: {exc.strerror}"
+                ) from None
+            server.callback = callback
+            servers.append(server)
+    except BaseException:
+        for server in servers:
+            server.server_close()
+        raise
+    for server in servers:
+        threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="releaseosd-login-callback",
+            daemon=True,
+        ).start()
+    return servers
+
+
+def login(
+    config: SoundCloudConfig,
+    open_browser: bool = True,
+    out: TextIO = sys.stdout,
+    timeout: float = DEFAULT_LOGIN_TIMEOUT,
+    *,
+    store: TokenStore | None = None,
+    http: httpx.Client | None = None,
+    clock: Callable[[], float] = time.time,
+) -> TokenSet:
+    """Log in in the browser and store the tokens in the keyring.
+
+    Raises LoginFailed (timeout, wrong state, refused code, denied), NotConfigured (no client id
+    or secret), KeyringUnavailable, or the Retryable/Permanent error of the token endpoint.
+    """
+    store = store or TokenStore()
+    if not config.client_id:
+        raise NotConfigured(
+            "soundcloud.client_id is not set in the config; add your SoundCloud app's client id"
+        )
+    secret = store.get_client_secret(config.client_id)
+    if secret is None:
+        raise NotConfigured(
+            f"no client secret stored for SoundCloud client id {config.client_id}; "
+            "run 'releaseosd auth setup' first"
+        )
+    verifier, challenge = pkce_pair()
+    state = secrets.token_urlsafe(32)
+    own_http = http is None
+    client = http or httpx.Client(timeout=API_TIMEOUT, headers={"User-Agent": USER_AGENT})
+
+    def finish(code: str) -> TokenSet:
+        form = {
+            "grant_type": "authorization_code",
+            "client_id": config.client_id,
+            "client_secret": secret,
+            "redirect_uri": config.redirect_uri,
+            "code": code,
+            "code_verifier": verifier,
+        }
+        try:
+            tokens = request_tokens(client, config, form, clock())
+        except InvalidGrant:
+            raise LoginFailed(
+                "SoundCloud refused the authorization code (invalid_grant): it was already used "
+                f"or expired, or the PKCE verifier did not match; {LOGIN_HINT} again",
+                status=400,
+                soundcloud_message="invalid_grant",
+            ) from None
+        store.set_tokens(config.client_id, tokens)
+        return tokens
+
+    path = urlsplit(config.redirect_uri).path or "/"
+    callback = _Callback(path=path, state=state, finish=finish)
+    try:
+        servers = _start_servers(config, callback)
+        try:
+            url = authorize_url(config, challenge, state)
+            if open_browser:
+                print(
+                    "Opening your browser to log in to SoundCloud. If it does not open, visit:",
+                    file=out,
+                )
+                print(url, file=out)
+                out.flush()
+                if not webbrowser.open(url):
+                    print(
+                        "(No browser could be started; open the address above yourself.)", file=out
+                    )
+            else:
+                print("Open this address in a browser to log in to SoundCloud:", file=out)
+                print(url, file=out)
+            out.flush()
+            if callback.received.wait(timeout):
+                callback.done.wait()
+        finally:
+            for server in servers:
+                server.shutdown()  # waits for a callback being handled to finish
+                server.server_close()
+    finally:
+        if own_http:
+            client.close()
+    if callback.tokens is not None:
+        print("Logged in to SoundCloud.", file=out)
+        return callback.tokens
+    if callback.error is not None:
+        # LoginFailed, or what stopped the exchange (keyring, credentials, SoundCloud down).
+        raise callback.error
+    raise LoginFailed(
+        f"no answer from the browser within {timeout:g} s, so nothing was stored; {LOGIN_HINT} "
+        "again and finish the login in the browser (it must be able to reach "
+        f"{config.redirect_uri} on this machine)"
+    )
+
+
+def status(
+    config: SoundCloudConfig,
+    *,
+    store: TokenStore | None = None,
+    http: httpx.Client | None = None,
+    clock: Callable[[], float] = time.time,
+) -> dict[str, Any]:
+    """What `releaseosd auth status` shows: who is logged in, until when, quota; no secrets."""
+    store = store or TokenStore()
+    info: dict[str, Any] = {
+        "client_id": config.client_id or None,
+        "secret_stored": False,
+        "logged_in": False,
+        "username": None,
+        "expires_at": None,
+        "expires_in": None,
+        "plan": None,
+        "upload_seconds_left": None,
+        "unlimited_upload_quota": None,
+        "error": None,
+    }
+    if not config.client_id:
+        info["error"] = "soundcloud.client_id is not set in the config"
+        return info
+    info["secret_stored"] = store.get_client_secret(config.client_id) is not None
+    if store.get_tokens(config.client_id) is None:
+        info["error"] = f"not logged in; {LOGIN_HINT}"
+        return info
+    own_http = http is None
+    client_http = http or httpx.Client(timeout=API_TIMEOUT, headers={"User-Agent": USER_AGENT})
+    try:
+        manager = TokenManager(store, config, client_http, clock=clock)
+        me = SoundCloudClient(config, manager, client_http).me()
+    except NeedsLogin as exc:
+        info["error"] = str(exc)
+    except SoundCloudError as exc:
+        info["error"] = str(exc)
+        info["logged_in"] = None  # unknown: SoundCloud could not be asked
+    else:
+        info["logged_in"] = True
+        info["username"] = me.get("username")
+        info["plan"] = me.get("plan")
+        quota = me.get("quota")
+        if isinstance(quota, dict):
+            info["upload_seconds_left"] = quota.get("upload_seconds_left")
+            info["unlimited_upload_quota"] = quota.get("unlimited_upload_quota")
+    finally:
+        if own_http:
+            client_http.close()
+    tokens = store.get_tokens(config.client_id)  # re-read: the /me call may have refreshed
+    if tokens is not None:
+        info["expires_at"] = dt.datetime.fromtimestamp(tokens.expires_at, dt.UTC).isoformat()
+        info["expires_in"] = round(tokens.expires_at - clock())
+    return info
+
+
+def logout(
+    config: SoundCloudConfig,
+    *,
+    store: TokenStore | None = None,
+    http: httpx.Client | None = None,
+) -> bool:
+    """Sign out at SoundCloud (best effort), then forget every secret of this client id.
+
+    Returns whether SoundCloud confirmed the sign-out; the local secrets are gone either way.
+    """
+    store = store or TokenStore()
+    if not config.client_id:
+        raise NotConfigured("soundcloud.client_id is not set in the config")
+    tokens = store.get_tokens(config.client_id)
+    signed_out = False
+    if tokens is not None:
+        own_http = http is None
+        client_http = http or httpx.Client(timeout=API_TIMEOUT, headers={"User-Agent": USER_AGENT})
+        try:
+            signed_out = sign_out(client_http, config, tokens.access_token)
+        finally:
+            if own_http:
+                client_http.close()
+    store.delete_all(config.client_id)
+    return signed_out

@@ -1,0 +1,650 @@
+"""SoundCloud's API as releaseosd uses it: upload, inspect, update and delete tracks; playlists.
+
+Every request carries `Authorization: OAuth <token>` (never a query parameter). A 401 gets one
+refresh and one retry. Failures are raised as the values in `errors.py`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import os
+import re
+import secrets
+import threading
+import time
+import unicodedata
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from releaseosd import __version__ as _version
+from releaseosd.config import SoundCloudConfig
+from releaseosd.soundcloud.errors import (
+    NotFound,
+    Permanent,
+    ProcessingTimeout,
+    QuotaExhausted,
+    RateLimited,
+    Retryable,
+    SoundCloudError,
+    classify,
+    quota_problem,
+)
+from releaseosd.soundcloud.tags import format_tag_list, has_machine_tag, machine_tag
+from releaseosd.soundcloud.tokens import TokenManager, sign_out
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = f"releaseosd/{_version}"
+API_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=30.0)
+# One socket write of a multi-GB body can stall while the far side catches up; the answer to an
+# upload can take long too (SoundCloud reads the whole asset first).
+UPLOAD_TIMEOUT = httpx.Timeout(connect=15.0, read=600.0, write=300.0, pool=60.0)
+UPLOAD_CHUNK = 1024 * 1024
+PAGE_LIMIT = 200
+MAX_PAGES = 1000
+
+Sharing = Literal["public", "private"]
+Progress = Callable[[int, int], None]
+
+# TrackMetadataRequest's properties (openapi.yaml): the only keys PUT /tracks/{urn} may carry.
+TRACK_UPDATE_FIELDS = frozenset(
+    {
+        "title",
+        "permalink",
+        "sharing",
+        "embeddable_by",
+        "purchase_url",
+        "description",
+        "genre",
+        "tag_list",
+        "label_name",
+        "release",
+        "release_date",
+        "streamable",
+        "downloadable",
+        "license",
+        "commentable",
+        "reveal_stats",
+        "reveal_comments",
+        "isrc",
+    }
+)
+
+_AUDIO_TYPES = {
+    ".wav": "audio/wav",
+    ".wave": "audio/wav",
+    ".aif": "audio/aiff",
+    ".aiff": "audio/aiff",
+    ".flac": "audio/flac",
+    ".ogg": "audio/ogg",
+    ".mp2": "audio/mpeg",
+    ".mp3": "audio/mpeg",
+    ".aac": "audio/aac",
+    ".m4a": "audio/mp4",
+    ".amr": "audio/amr",
+    ".wma": "audio/x-ms-wma",
+}
+_IMAGE_TYPES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+}
+
+
+@dataclass(frozen=True)
+class TrackFields:
+    """Everything a sidecar can say about an upload, in SoundCloud's terms.
+
+    bpm and key are deliberately absent: no SoundCloud request schema has them (they reach
+    listeners through the description and the file's own tags).
+    """
+
+    title: str
+    description: str | None = None
+    genre: str | None = None
+    tags: tuple[str, ...] = ()
+    sharing: Sharing = "private"
+    release_date: dt.date | None = None
+    label_name: str | None = None
+    release: str | None = None
+    isrc: str | None = None
+    license: str | None = None
+    downloadable: bool | None = None
+    streamable: bool | None = None
+    commentable: bool | None = None
+    quiet: bool | None = None
+    permalink: str | None = None
+
+    def metadata(self, sha256: str | None = None) -> dict[str, str | bool]:
+        """The fields as TrackMetadataRequest's `track` object; the machine tag joins the tags."""
+        out: dict[str, str | bool] = {"title": self.title, "sharing": self.sharing}
+        text: dict[str, str | None] = {
+            "description": self.description,
+            "genre": self.genre,
+            "label_name": self.label_name,
+            "release": self.release,
+            "isrc": self.isrc,
+            "license": self.license,
+            "permalink": self.permalink,
+            "release_date": self.release_date.isoformat() if self.release_date else None,
+        }
+        out.update({key: value for key, value in text.items() if value})
+        tag_list = format_tag_list(self.tags, machine_tag(sha256) if sha256 else None)
+        if tag_list:
+            out["tag_list"] = tag_list
+        flags: dict[str, bool | None] = {
+            "downloadable": self.downloadable,
+            "streamable": self.streamable,
+            "commentable": self.commentable,
+        }
+        if self.quiet is not None:
+            flags["reveal_stats"] = flags["reveal_comments"] = not self.quiet
+        out.update({key: value for key, value in flags.items() if value is not None})
+        return out
+
+    def to_form(self, sha256: str | None = None) -> list[tuple[str, str]]:
+        """The multipart text fields of POST /tracks (`track[...]`), booleans as true/false."""
+        return [
+            (f"track[{key}]", ("true" if value else "false") if isinstance(value, bool) else value)
+            for key, value in self.metadata(sha256).items()
+        ]
+
+
+def asset_filename(path: Path, fallback: str = "track") -> str:
+    """A short ASCII multipart filename with the file's extension.
+
+    SoundCloud answers 422 to names over 255 characters and has answered 500 to some non-ASCII
+    ones (issue #392); the title is sent separately, so nothing is lost.
+    """
+    suffix = re.sub(r"[^a-z0-9]", "", path.suffix.lower())[:8]
+    stem = unicodedata.normalize("NFKD", path.stem).encode("ascii", "ignore").decode()
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-._")[:80] or fallback
+    return f"{stem}.{suffix}" if suffix else stem
+
+
+@dataclass(frozen=True)
+class _FilePart:
+    name: str
+    path: Path
+    filename: str
+    content_type: str
+    size: int
+
+
+@dataclass
+class MultipartBody:
+    """A multipart/form-data body streamed from disk in 1 MiB chunks.
+
+    Memory stays flat whatever the file size, the length is known up front (no chunked
+    encoding), and the body can be sent again (the retry after a 401 re-reads the file).
+    """
+
+    fields: list[tuple[str, str]]
+    files: list[_FilePart]
+    progress: Progress | None = None
+    boundary: str = field(default_factory=lambda: secrets.token_hex(16))
+
+    def __post_init__(self) -> None:
+        self._text_parts = [self._text_part(name, value) for name, value in self.fields]
+        self._file_heads = [self._file_head(part) for part in self.files]
+        self._tail = f"--{self.boundary}--\r\n".encode()
+        self.length = (
+            sum(map(len, self._text_parts))
+            + sum(
+                len(head) + part.size + 2
+                for head, part in zip(self._file_heads, self.files, strict=True)
+            )
+            + len(self._tail)
+        )
+
+    @property
+    def content_type(self) -> str:
+        return f"multipart/form-data; boundary={self.boundary}"
+
+    def _text_part(self, name: str, value: str) -> bytes:
+        return (
+            (
+                f"--{self.boundary}\r\nContent-Disposition: form-data; "
+                f'name="{_quote_param(name)}"\r\n\r\n'
+            ).encode()
+            + value.encode("utf-8")
+            + b"\r\n"
+        )
+
+    def _file_head(self, part: _FilePart) -> bytes:
+        return (
+            f"--{self.boundary}\r\nContent-Disposition: form-data; "
+            f'name="{_quote_param(part.name)}"; filename="{_quote_param(part.filename)}"\r\n'
+            f"Content-Type: {part.content_type}\r\n\r\n"
+        ).encode()
+
+    def __iter__(self) -> Iterator[bytes]:
+        sent = 0
+        report = self.progress or (lambda done, total: None)
+        for chunk in self._text_parts:
+            sent += len(chunk)
+            yield chunk
+        report(sent, self.length)
+        for head, part in zip(self._file_heads, self.files, strict=True):
+            yield head
+            sent += len(head)
+            remaining = part.size
+            with part.path.open("rb") as handle:
+                while remaining > 0:
+                    chunk = handle.read(min(UPLOAD_CHUNK, remaining))
+                    if not chunk:
+                        raise Retryable(
+                            f"{part.path} shrank while it was being uploaded (is something still "
+                            "writing it?); will try again"
+                        )
+                    remaining -= len(chunk)
+                    sent += len(chunk)
+                    yield chunk
+                    report(sent, self.length)
+            yield b"\r\n"
+            sent += 2
+        yield self._tail
+        report(sent + len(self._tail), self.length)
+
+
+def _quote_param(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', "%22").replace("\r", "").replace("\n", "")
+
+
+class SoundCloudClient:
+    """One user's SoundCloud, through `config.api_url`; thread-safe (httpx.Client is)."""
+
+    def __init__(
+        self,
+        config: SoundCloudConfig,
+        tokens: TokenManager,
+        http: httpx.Client | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._config = config
+        self._clock = clock
+        # Retry-After is SoundCloud's word for the whole account, not for one request: until it
+        # has passed, no worker thread sends anything.
+        self._hold_lock = threading.Lock()
+        self._hold_until = 0.0
+        if tokens.before_refresh is None:
+            tokens.before_refresh = lambda: self._check_hold("renewing the SoundCloud login")
+        self._tokens = tokens
+        self._http = http or httpx.Client(timeout=API_TIMEOUT, headers={"User-Agent": USER_AGENT})
+        self._owns_http = http is None
+        self._playlist_lock = threading.Lock()
+        self._api = urlsplit(config.api_url)
+
+    def close(self) -> None:
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> SoundCloudClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- transport -------------------------------------------------------------------------
+
+    def _url(self, path: str) -> str:
+        return f"{self._config.api_url}{path}"
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        action: str,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        body: MultipartBody | None = None,
+        timeout: httpx.Timeout = API_TIMEOUT,
+        upload: bool = False,
+    ) -> httpx.Response:
+        self._check_hold(action)
+        token = self._tokens.access_token()
+        self._check_hold(action)  # another thread may have met a 429 while this one refreshed
+        response = self._attempt(method, url, token, params, json, body, timeout, action, upload)
+        if response.status_code == 401 and not (upload and not response.content.strip()):
+            # A bare 401 on an upload means "not allowed to upload"; a refresh cannot fix that.
+            response.close()
+            token = self._tokens.force_refresh(token)
+            self._check_hold(action)
+            response = self._attempt(
+                method, url, token, params, json, body, timeout, action, upload
+            )
+        if not response.is_success:
+            error = classify(response, upload=upload, action=action)
+            if error.retry_after:
+                with self._hold_lock:
+                    self._hold_until = max(self._hold_until, self._clock() + error.retry_after)
+            raise error
+        return response
+
+    def _check_hold(self, action: str) -> None:
+        with self._hold_lock:
+            left = self._hold_until - self._clock()
+        if left > 0:
+            raise RateLimited(
+                f"{action}: not sent, SoundCloud asked to wait {left:.1f} s more after a "
+                "rate limit; will try again",
+                retry_after=left,
+            )
+
+    def _attempt(
+        self,
+        method: str,
+        url: str,
+        token: str,
+        params: dict[str, Any] | None,
+        json: Any,
+        body: MultipartBody | None,
+        timeout: httpx.Timeout,
+        action: str,
+        upload: bool,
+    ) -> httpx.Response:
+        headers = {"Authorization": f"OAuth {token}", "Accept": "application/json"}
+        if body is not None:
+            headers.update({"Content-Type": body.content_type, "Content-Length": str(body.length)})
+        # The body is iterated afresh for each send, so the retry after a 401 re-reads the file.
+        request = self._http.build_request(
+            method, url, params=params, json=json, content=body, headers=headers, timeout=timeout
+        )
+        try:
+            return self._http.send(request)
+        except SoundCloudError:
+            raise
+        except (httpx.HTTPError, OSError) as exc:
+            raise classify(exc, upload=upload, action=action) from None
+
+    def _json(self, response: httpx.Response, action: str) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            raise Retryable(
+                f"{action}: SoundCloud answered {response.status_code} with something that is "
+                "not JSON; will try again",
+                status=response.status_code,
+            ) from None
+
+    def _get(self, path: str, action: str, params: dict[str, Any] | None = None) -> Any:
+        response = self._send("GET", self._url(path), action=action, params=params)
+        return self._json(response, action)
+
+    def _paged(self, path: str, action: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Every item of a collection, following next_href (only on the API's own host)."""
+        url: str | None = self._url(path)
+        query: dict[str, Any] | None = {
+            **params,
+            "limit": PAGE_LIMIT,
+            "linked_partitioning": "true",
+        }
+        seen: set[str] = set()
+        for _ in range(MAX_PAGES):
+            if url is None:
+                return
+            response = self._send("GET", url, action=action, params=query)
+            page = self._json(response, action)
+            if isinstance(page, list):  # the deprecated unpaginated shape
+                yield from (item for item in page if isinstance(item, dict))
+                return
+            yield from (item for item in page.get("collection") or [] if isinstance(item, dict))
+            next_href = page.get("next_href")
+            if not next_href or next_href in seen:
+                return
+            seen.add(next_href)
+            if not self._same_origin(next_href):
+                # The token must not travel to another host, whatever a response says.
+                raise Permanent(
+                    f"{action}: SoundCloud's next page is on another host ({next_href})"
+                )
+            url, query = next_href, None
+        raise Permanent(f"{action}: more than {MAX_PAGES} pages; giving up")
+
+    def _same_origin(self, url: str) -> bool:
+        parts = urlsplit(url)
+        return (parts.scheme, parts.netloc) == (self._api.scheme, self._api.netloc)
+
+    # ---- account ---------------------------------------------------------------------------
+
+    def me(self) -> dict[str, Any]:
+        data = self._get("/me", "reading your SoundCloud account")
+        return data if isinstance(data, dict) else {}
+
+    def check_quota(self, duration_seconds: float | None = None) -> dict[str, Any]:
+        """GET /me and raise QuotaExhausted when the plan's upload time cannot take the track."""
+        me = self.me()
+        problem = quota_problem(me, duration_seconds)
+        if problem:
+            raise QuotaExhausted(problem.capitalize())
+        return me
+
+    def sign_out(self, access_token: str) -> bool:
+        """Best effort: ask SoundCloud to end the session of this token; True if it agreed."""
+        return sign_out(self._http, self._config, access_token)
+
+    # ---- tracks ----------------------------------------------------------------------------
+
+    def upload_track(
+        self,
+        audio: Path,
+        fields: TrackFields,
+        artwork: Path | None = None,
+        progress: Progress | None = None,
+        *,
+        sha256: str | None = None,
+        duration_seconds: float | None = None,
+        check_quota: bool = True,
+    ) -> dict[str, Any]:
+        """POST /tracks, streaming the audio from disk; returns SoundCloud's Track (with `urn`).
+
+        The machine tag comes from `sha256` (the digest the pipeline tracks the file by); when
+        None, the uploaded file's own digest is used. Pass `artwork=None` to upload without
+        artwork (see `should_drop_artwork`).
+        """
+        action = f"uploading {audio.name}"
+        try:
+            parts = [
+                _file_part("track[asset_data]", audio, _AUDIO_TYPES, "application/octet-stream")
+            ]
+            if artwork is not None:
+                parts.append(_file_part("track[artwork_data]", artwork, _IMAGE_TYPES, "image/jpeg"))
+            digest = sha256 or _sha256(audio)
+        except OSError as exc:
+            raise classify(exc, action=action) from None
+        if check_quota:
+            self.check_quota(duration_seconds)
+        body = MultipartBody(fields.to_form(digest), parts, progress)
+        response = self._send(
+            "POST",
+            self._url("/tracks"),
+            action=action,
+            body=body,
+            timeout=UPLOAD_TIMEOUT,
+            upload=True,
+        )
+        track = self._json(response, action)
+        if not isinstance(track, dict) or not track.get("urn"):
+            # SoundCloud took the file; finding it again by machine tag beats uploading twice.
+            raise Retryable(
+                f"{action}: SoundCloud accepted the upload but its answer names no track; "
+                "releaseosd will look it up by its machine tag",
+                status=response.status_code,
+            )
+        log.info("uploaded %s as %s", audio.name, track.get("urn"))
+        return track
+
+    def get_track(self, urn: str) -> dict[str, Any]:
+        data = self._get(f"/tracks/{_urn(urn)}", f"reading track {urn}")
+        if not isinstance(data, dict):
+            raise Retryable(f"reading track {urn}: SoundCloud's answer is not a track")
+        return data
+
+    def wait_processed(
+        self,
+        urn: str,
+        *,
+        initial: dict[str, Any] | None = None,
+        timeout: float = 900.0,
+        interval: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> dict[str, Any]:
+        """Poll until the track's `state` is finished; a track without `state` is final."""
+        deadline = clock() + timeout
+        track = initial if initial is not None else self.get_track(urn)
+        while True:
+            state = track.get("state")
+            if state is None or state == "finished":
+                return track
+            if state == "failed":
+                raise Permanent(
+                    f"SoundCloud could not process track {urn} (state 'failed'); the file may be "
+                    "damaged or in an unsupported format",
+                    status=None,
+                )
+            if clock() >= deadline:
+                raise ProcessingTimeout(
+                    f"track {urn} is still '{state}' after {timeout:.0f} s; will check again later"
+                )
+            sleep(interval)
+            track = self.get_track(urn)
+
+    def update_track(self, urn: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """PUT /tracks/{urn} with JSON {"track": changes} (TrackMetadataRequest's fields only)."""
+        unknown = sorted(set(changes) - TRACK_UPDATE_FIELDS)
+        if unknown:
+            raise ValueError(f"SoundCloud cannot update these track fields: {', '.join(unknown)}")
+        action = f"updating track {urn}"
+        response = self._send(
+            "PUT", self._url(f"/tracks/{_urn(urn)}"), action=action, json={"track": changes}
+        )
+        data = self._json(response, action)
+        return data if isinstance(data, dict) else {}
+
+    def delete_track(self, urn: str) -> bool:
+        """Delete a track; False if it was already gone."""
+        try:
+            self._send("DELETE", self._url(f"/tracks/{_urn(urn)}"), action=f"deleting track {urn}")
+        except NotFound:
+            return False
+        return True
+
+    def my_tracks(self) -> list[dict[str, Any]]:
+        return list(self._paged("/me/tracks", "listing your SoundCloud tracks", {}))
+
+    def find_by_machine_tag(self, sha256: str) -> dict[str, Any] | None:
+        """The newest of the user's tracks carrying releaseosd's machine tag for this file."""
+        machine_tag(sha256)  # reject a bad digest before any request
+        for track in self._paged("/me/tracks", "looking for an earlier upload", {}):
+            if has_machine_tag(track.get("tag_list"), sha256):
+                return track
+        return None
+
+    # ---- playlists -------------------------------------------------------------------------
+
+    def my_playlists(self) -> list[dict[str, Any]]:
+        return list(
+            self._paged("/me/playlists", "listing your playlists", {"show_tracks": "false"})
+        )
+
+    def get_playlist(self, urn: str) -> dict[str, Any]:
+        data = self._get(f"/playlists/{_urn(urn)}", f"reading playlist {urn}")
+        if not isinstance(data, dict):
+            raise Retryable(f"reading playlist {urn}: SoundCloud's answer is not a playlist")
+        return data
+
+    def create_playlist(
+        self,
+        title: str,
+        sharing: Sharing,
+        track_urns: list[str],
+        set_type: Literal["playlist", "album"] = "playlist",
+    ) -> dict[str, Any]:
+        action = f"creating playlist '{title}'"
+        payload = {
+            "playlist": {
+                "title": title,
+                "sharing": sharing,
+                "set_type": set_type,
+                "tracks": [{"urn": urn} for urn in track_urns],
+            }
+        }
+        response = self._send("POST", self._url("/playlists"), action=action, json=payload)
+        data = self._json(response, action)
+        return data if isinstance(data, dict) else {}
+
+    def playlist_track_urns(self, urn: str) -> list[str]:
+        """The playlist's tracks in order (PUT replaces the list, so it must be complete)."""
+        playlist = self.get_playlist(urn)
+        tracks = [t for t in playlist.get("tracks") or [] if isinstance(t, dict)]
+        count = playlist.get("track_count")
+        if isinstance(count, int) and count > len(tracks):
+            tracks = list(
+                self._paged(f"/playlists/{_urn(urn)}/tracks", f"reading playlist {urn}", {})
+            )
+        return [str(t["urn"]) for t in tracks if t.get("urn")]
+
+    def add_to_playlist(self, playlist_urn: str, track_urn: str) -> dict[str, Any]:
+        """Append a track (if absent) by reading the whole list and writing it back in order."""
+        with self._playlist_lock:  # two uploads finishing together must not drop each other
+            urns = self.playlist_track_urns(playlist_urn)
+            if track_urn in urns:
+                return {"urn": playlist_urn, "tracks": [{"urn": u} for u in urns]}
+            urns.append(track_urn)
+            action = f"adding {track_urn} to playlist {playlist_urn}"
+            response = self._send(
+                "PUT",
+                self._url(f"/playlists/{_urn(playlist_urn)}"),
+                action=action,
+                json={"playlist": {"tracks": [{"urn": u} for u in urns]}},
+            )
+            data = self._json(response, action)
+            return data if isinstance(data, dict) else {}
+
+    def ensure_in_playlist(
+        self, title: str, track_urn: str, sharing: Sharing = "private"
+    ) -> dict[str, Any]:
+        """Add the track to the user's playlist with this title, creating it if there is none."""
+        with self._playlist_lock:
+            existing = next(
+                (
+                    p
+                    for p in self.my_playlists()
+                    if str(p.get("title", "")).strip() == title.strip()
+                ),
+                None,
+            )
+            if existing is None or not existing.get("urn"):
+                return self.create_playlist(title, sharing, [track_urn])
+        return self.add_to_playlist(str(existing["urn"]), track_urn)
+
+
+def _urn(urn: str) -> str:
+    return quote(urn, safe=":")
+
+
+def _file_part(name: str, path: Path, types: dict[str, str], default_type: str) -> _FilePart:
+    size = os.stat(path).st_size
+    return _FilePart(
+        name=name,
+        path=path,
+        filename=asset_filename(path),
+        content_type=types.get(path.suffix.lower(), default_type),
+        size=size,
+    )
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
