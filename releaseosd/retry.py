@@ -41,12 +41,17 @@ def plan_retry(
     cap: float,
     rng: random.Random,
     retry_after: float | None = None,
+    rate_limited: bool = False,
 ) -> RetryPlan:
     """What to do after a failed attempt that may succeed later.
 
     `attempts` is what has been counted so far; an offline failure counts only while fewer than
-    OFFLINE_ATTEMPTS_COUNTED offline failures happened in a row.
+    OFFLINE_ATTEMPTS_COUNTED offline failures happened in a row, and a rate limit never counts:
+    SoundCloud asking everyone to slow down says nothing about this track.
     """
+    if rate_limited:
+        delay = backoff_seconds(max(attempts, 1), base, cap, rng, retry_after)
+        return RetryPlan(False, delay, attempts, offline_attempts)
     if offline:
         offline_attempts += 1
         counted = attempts + 1 if offline_attempts <= OFFLINE_ATTEMPTS_COUNTED else attempts

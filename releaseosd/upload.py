@@ -288,7 +288,7 @@ class Uploader:
         self.announce.needs_login()
 
     def _failed_attempt(self, track_id: str, exc: BaseException, posting: bool = False) -> None:
-        from releaseosd.soundcloud.errors import SoundCloudError
+        from releaseosd.soundcloud.errors import RateLimited, SoundCloudError
 
         track = self.store.get(track_id)
         if track is None:
@@ -297,7 +297,12 @@ class Uploader:
         status = exc.status if isinstance(exc, SoundCloudError) else None
         retry_after = exc.retry_after if isinstance(exc, SoundCloudError) else None
         message = str(exc) or type(exc).__name__
-        offline = retryable and status is None and isinstance(exc, SoundCloudError)
+        offline = (
+            retryable
+            and status is None
+            and isinstance(exc, SoundCloudError)
+            and not isinstance(exc, RateLimited)
+        )
         cfg = self.config.uploads
         if not retryable:
             self.store.transition(
@@ -314,6 +319,7 @@ class Uploader:
             cfg.backoff_max_seconds,
             self.rng,
             retry_after,
+            rate_limited=isinstance(exc, RateLimited),
         )
         artwork_5xx = (
             posting
