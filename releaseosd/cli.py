@@ -382,6 +382,109 @@ def resume(obj: Context) -> None:
     _control(obj, "resume", {})
 
 
+# --- auth --------------------------------------------------------------------------------------
+
+
+@main.group("auth")
+def auth_group() -> None:
+    """Connect releaseosd to your SoundCloud account (tokens live only in the OS keyring)."""
+
+
+def _soundcloud_errors() -> tuple[type[BaseException], ...]:
+    from releaseosd.soundcloud.errors import SoundCloudError
+
+    return (SoundCloudError,)
+
+
+@auth_group.command("setup")
+@pass_ctx
+def auth_setup(obj: Context) -> None:
+    """Store your SoundCloud app's client secret in the keyring.
+
+    The secret is read from a hidden prompt, or from standard input when that is not a terminal
+    (never from the command line, where other users could see it in `ps`).
+
+    \b
+    Example:
+      pass show soundcloud/secret | releaseosd auth setup
+    """
+    from releaseosd.soundcloud.auth import setup_secret
+
+    client_id = obj.config.soundcloud.client_id
+    if not client_id:
+        fail(
+            f"{obj.resolved_path}: soundcloud.client_id is not set; add your SoundCloud app's "
+            "client id there first (or run 'releaseosd init')",
+            EXIT_CONFIG,
+        )
+    if sys.stdin.isatty():
+        secret = click.prompt("Client secret", hide_input=True)
+    else:
+        secret = sys.stdin.readline()
+    secret = secret.strip()
+    if not secret:
+        fail("no client secret given")
+    try:
+        setup_secret(client_id, secret)
+    except _soundcloud_errors() as exc:
+        fail(str(exc))
+    click.echo(f"client secret for {client_id} stored in the keyring")
+
+
+@auth_group.command("login")
+@click.option("--no-browser", is_flag=True, help="Print the URL instead of opening a browser.")
+@click.option("--timeout", type=float, default=300, show_default=True, help="Seconds to wait.")
+@pass_ctx
+def auth_login(obj: Context, no_browser: bool, timeout: float) -> None:
+    """Log in to SoundCloud in your browser (OAuth 2.1 with PKCE)."""
+    from releaseosd.soundcloud.auth import login
+
+    try:
+        tokens = login(obj.config.soundcloud, open_browser=not no_browser, timeout=timeout)
+    except _soundcloud_errors() as exc:
+        fail(str(exc))
+    import time
+
+    minutes = max(0, int((tokens.expires_at - time.time()) / 60))
+    click.echo(f"logged in; the access token renews itself (current one: {minutes} min left)")
+
+
+@auth_group.command("status")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def auth_status(obj: Context, as_json: bool) -> None:
+    """Who releaseosd is logged in as, and when the token expires."""
+    from releaseosd.soundcloud.auth import status as login_status
+
+    try:
+        info = login_status(obj.config.soundcloud)
+    except _soundcloud_errors() as exc:
+        fail(str(exc))
+    if as_json:
+        click.echo(json.dumps(info, indent=2, default=str))
+    elif info.get("logged_in"):
+        click.echo(f"logged in as {info.get('username') or '?'}; token expires {info.get('expires_at')}")
+        if info.get("error"):
+            click.echo(f"but: {info['error']}")
+    else:
+        click.echo(info.get("error") or "not logged in: run 'releaseosd auth login'")
+    if not info.get("logged_in"):
+        sys.exit(EXIT_PROBLEMS)
+
+
+@auth_group.command("logout")
+@pass_ctx
+def auth_logout(obj: Context) -> None:
+    """Sign out at SoundCloud and delete every stored secret of this app."""
+    from releaseosd.soundcloud.auth import logout
+
+    try:
+        signed_out = logout(obj.config.soundcloud)
+    except _soundcloud_errors() as exc:
+        fail(str(exc))
+    click.echo("signed out and forgot the tokens" if signed_out else "forgot the tokens")
+
+
 # --- service -----------------------------------------------------------------------------------
 
 

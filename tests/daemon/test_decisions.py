@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import random
 
 import pytest
@@ -35,7 +36,7 @@ def test_backoff_is_bounded_and_never_undercuts_retry_after(
 def test_backoff_grows() -> None:
     rng = random.Random(1)
     delays = [backoff_seconds(n, 1, 1000, rng) for n in range(1, 8)]
-    assert all(b > a for a, b in zip(delays, delays[1:], strict=False))
+    assert all(b > a for a, b in itertools.pairwise(delays))
 
 
 def test_give_up_after_max_attempts() -> None:
