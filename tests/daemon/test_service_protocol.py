@@ -20,9 +20,9 @@ from daemon_harness import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
-from sd_notify_listener import NotifySocket  # noqa: E402
+from sd_notify_listener import NotifySocket
 
-from releaseosd.soundcloud.sandbox import Sandbox  # noqa: E402
+from releaseosd.soundcloud.sandbox import Sandbox
 
 
 def test_type_notify_ready_watchdog_stopping(tmp_path: Path, sandbox: Sandbox) -> None:
