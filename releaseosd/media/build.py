@@ -1,0 +1,121 @@
+"""One track's ingest, without the store or the daemon: probe, hash, scan, artwork, preview."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from releaseosd.config import Config
+from releaseosd.media.artwork import check_artwork, render_waveform
+from releaseosd.media.ffmpeg import Ffmpeg, find_ffmpeg
+from releaseosd.media.preview import PreviewTags, build_preview
+from releaseosd.media.probe import AudioInfo, probe
+from releaseosd.media.waveform import scan
+from releaseosd.sidecar import Sidecar
+
+PREVIEW_NAME = "preview.mp3"
+ARTWORK_STEM = "artwork"
+
+
+@dataclass(frozen=True)
+class BuiltAssets:
+    info: AudioInfo
+    sha256: str  # of the audio file's bytes
+    preview: Path
+    artwork: Path
+    artwork_source: Literal["waveform", "sidecar"]
+    loudest_start: float
+    preview_start: float
+    title: str
+    warnings: tuple[str, ...] = ()  # worth telling the producer, not worth refusing the track
+
+
+def preview_start(
+    requested: float | Literal["auto"], loudest: float, duration: float, length: float
+) -> float:
+    """Where the preview starts: the request, or the loudest window for 'auto', kept in the track."""
+    start = loudest if requested == "auto" else float(requested)
+    return round(min(max(start, 0.0), max(duration - length, 0.0)), 3)
+
+
+def track_title(sidecar: Sidecar, info: AudioInfo, audio: Path) -> str:
+    """The sidecar's title, else the audio's own title tag, else the file name without extension."""
+    return sidecar.title or info.tags.title or audio.stem
+
+
+def _copy_artwork(source: Path, out_dir: Path) -> Path:
+    target = out_dir / f"{ARTWORK_STEM}{source.suffix.lower()}"
+    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{target.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as dst, source.open("rb") as src:
+            shutil.copyfileobj(src, dst)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def build_assets(
+    audio: Path,
+    sidecar: Sidecar,
+    config: Config,
+    out_dir: Path,
+    ffmpeg: Ffmpeg | None = None,
+) -> BuiltAssets:
+    """Probe `audio`, then write its preview MP3 and artwork into `out_dir`.
+
+    Raises AudioProblem (AudioIncomplete: wait and re-check), ArtworkProblem for unusable sidecar
+    artwork, PreviewProblem when encoding fails, FfmpegMissing when there is no ffmpeg.
+    """
+    ffmpeg = ffmpeg or find_ffmpeg()
+    info = probe(audio)
+    spec = sidecar.preview
+    length = spec.length if spec is not None and spec.length is not None else config.preview.length
+    requested = spec.start if spec is not None and spec.start is not None else config.preview.start
+
+    # Supplied artwork is checked before the long part, so a bad image fails fast.
+    notes = check_artwork(sidecar.artwork) if sidecar.artwork is not None else []
+
+    hasher = hashlib.sha256()
+    waveform = scan(audio, info, config.artwork.bars, length, ffmpeg, hasher=hasher)
+    title = track_title(sidecar, info, audio)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    source: Literal["waveform", "sidecar"]
+    if sidecar.artwork is not None:
+        artwork = _copy_artwork(sidecar.artwork, out_dir)
+        source = "sidecar"
+    else:
+        artwork = render_waveform(waveform, config.artwork, out_dir / f"{ARTWORK_STEM}.png", title)
+        source = "waveform"
+
+    duration = min(info.duration, waveform.duration)
+    start = preview_start(requested, waveform.loudest_start, duration, length)
+    tags = PreviewTags(
+        title=title,
+        artist=sidecar.artist or config.defaults.artist or info.tags.artist,
+        genre=sidecar.genre or config.defaults.genre or info.tags.genre,
+        bpm=sidecar.bpm or info.tags.bpm,
+        key=sidecar.key or info.tags.key,
+    )
+    preview_cfg = config.preview.model_copy(update={"length": length})
+    preview = build_preview(
+        audio, info, out_dir / PREVIEW_NAME, start, preview_cfg, tags, artwork, ffmpeg
+    )
+    return BuiltAssets(
+        info=info,
+        sha256=hasher.hexdigest(),
+        preview=preview,
+        artwork=artwork,
+        artwork_source=source,
+        loudest_start=waveform.loudest_start,
+        preview_start=start,
+        title=title,
+        warnings=tuple(notes),
+    )
