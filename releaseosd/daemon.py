@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from releaseosd import sdnotify
 from releaseosd.config import Config, load_config
+from releaseosd.states import State
 from releaseosd.store import OwnerLock, Store, prepare_state_dir
 
 if TYPE_CHECKING:
@@ -178,7 +179,7 @@ class Daemon:
             concurrency=config.uploads.concurrency,
             tick_seconds=self.tick_seconds,
             can_resume_login=lambda: (
-                any(t.state.value == "needs_login" for t in store.all()) and self._logged_in()
+                bool(store.in_states(State.NEEDS_LOGIN)) and self._logged_in()
             ),
         )
         watcher = ExportWatcher(

@@ -11,6 +11,7 @@ import hashlib
 import logging
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import asdict
@@ -34,6 +35,10 @@ from releaseosd.watcher import is_audio
 from releaseosd.yamlfile import FileProblems
 
 log = logging.getLogger("releaseosd.ingest")
+
+# An export that looks unfinished this many stable periods after it stopped changing is reported
+# as truncated instead of being waited for silently.
+INCOMPLETE_GRACE_STABLE_PERIODS = 10
 
 
 def sha256_of(path: Path) -> str:
@@ -74,6 +79,8 @@ class Ingest:
         self.on_ready = on_ready
         self.on_metadata_changed = on_metadata_changed
         self._lock = threading.RLock()
+        # When each export was first found stable but incomplete (monotonic seconds).
+        self._incomplete_since: dict[Path, float] = {}
 
     def recover(self) -> None:
         """Builds cut off by a crash start over: the watcher's first scan reports their files."""
@@ -130,11 +137,12 @@ class Ingest:
             try:
                 info = probe(path)
             except AudioIncomplete as exc:
-                log.info("%s", exc)
-                return False
+                return self._still_incomplete(path, track, str(exc))
             except AudioProblem as exc:
+                self._incomplete_since.pop(path, None)
                 self._mark_invalid(path, track, str(exc))
                 return True
+            self._incomplete_since.pop(path, None)
             sha = sha256_of(path)
             if track is None:
                 track = self._new_or_moved(path, sha)
@@ -173,6 +181,24 @@ class Ingest:
             )
             self.builds.submit(self._build, track.id, path, sidecar, info)
             return True
+
+    def _still_incomplete(self, path: Path, track: Track | None, message: str) -> bool:
+        """An export whose header and size disagree is waited for; one that stays that way for
+        long after it stopped changing is truncated, and the producer hears about it."""
+        now = time.monotonic()
+        first = self._incomplete_since.setdefault(path, now)
+        grace = INCOMPLETE_GRACE_STABLE_PERIODS * self.config.stable_seconds
+        if now - first < grace:
+            log.info("%s", message)
+            return False
+        self._incomplete_since.pop(path, None)
+        self._mark_invalid(
+            path,
+            track,
+            f"{message} (unchanged for {now - first:.0f} s; if the export is still running, "
+            "this clears itself when it finishes)",
+        )
+        return True
 
     def _new_or_moved(self, path: Path, sha: str) -> Track | None:
         twins = [t for t in self.store.by_sha256(sha) if t.state != State.REMOVED]

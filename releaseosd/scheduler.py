@@ -170,7 +170,8 @@ class Scheduler:
         """Dispatch everything that is due now. Safe to call from any thread, any time."""
         if self.can_resume_login():
             self.resume_after_login()
-        due = due_work(self.store.all(), self.clock(), paused=self.store.flag("paused"))
+        waiting = self.store.in_states(State.READY, State.PROCESSING, State.SCHEDULED)
+        due = due_work(waiting, self.clock(), paused=self.store.flag("paused"))
         with self._lock:
             for track_id in due.releases + due.polls:
                 if track_id not in self._busy:
@@ -204,9 +205,7 @@ class Scheduler:
 
     def resume_after_login(self) -> None:
         """Tracks waiting for a login go back to where they were, without losing an attempt."""
-        for track in self.store.all():
-            if track.state != State.NEEDS_LOGIN:
-                continue
+        for track in self.store.in_states(State.NEEDS_LOGIN):
             waited_in = next(
                 (h.previous for h in reversed(track.history) if h.state == State.NEEDS_LOGIN),
                 None,

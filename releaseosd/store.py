@@ -41,10 +41,24 @@ class StateDirBusy(StoreError):
 
 
 class AtomicJSONStorage(Storage):
-    def __init__(self, path: str | Path, **_: Any) -> None:
+    """With `cache=True` the last data read or written is kept in memory: right for the one
+    process that owns the state dir (nobody else writes the file), and it spares re-parsing the
+    whole file on every query. Readers that do not own it (the CLI's status) read afresh."""
+
+    def __init__(self, path: str | Path, cache: bool = False, **_: Any) -> None:
         self.path = Path(path)
+        self._cache_enabled = cache
+        self._cached: dict[str, dict[str, Any]] | None = None
 
     def read(self) -> dict[str, dict[str, Any]] | None:
+        if self._cached is not None:
+            return self._cached
+        data = self._read_file()
+        if self._cache_enabled:
+            self._cached = data
+        return data
+
+    def _read_file(self) -> dict[str, dict[str, Any]] | None:
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -63,6 +77,8 @@ class AtomicJSONStorage(Storage):
         return data
 
     def write(self, data: dict[str, dict[str, Any]]) -> None:
+        # Until the new file is safely in place, memory must not claim more than the disk has.
+        self._cached = None
         text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
         folder = self.path.parent
         fd, tmp = tempfile.mkstemp(prefix=".store-", suffix=".tmp", dir=folder)
@@ -82,6 +98,8 @@ class AtomicJSONStorage(Storage):
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+        if self._cache_enabled:
+            self._cached = data
 
     def close(self) -> None:
         pass
@@ -190,7 +208,7 @@ class Store:
         self.path = path
         self._lock = threading.RLock()
         self._migrate_if_needed()
-        self._db = TinyDB(path, storage=AtomicJSONStorage)
+        self._db = TinyDB(path, storage=AtomicJSONStorage, cache=True)
         self._tracks = self._db.table("tracks", cache_size=0)
         meta = self._db.table("meta")
         if not meta.all():
@@ -235,6 +253,13 @@ class Store:
     def all(self) -> list[Track]:
         with self._lock:
             return [Track.model_validate(doc) for doc in self._tracks.all()]
+
+    def in_states(self, *states: State) -> list[Track]:
+        """Tracks in these states only: the scheduler asks often, and most tracks are done."""
+        wanted = [state.value for state in states]
+        with self._lock:
+            docs = self._tracks.search(Query().state.one_of(wanted))
+        return [Track.model_validate(doc) for doc in docs]
 
     def get(self, track_id: str) -> Track | None:
         with self._lock:
