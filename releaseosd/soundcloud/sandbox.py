@@ -1157,6 +1157,7 @@ class Sandbox:
             h.command, path, template, params, query, h.headers, body, content_type, ctype_params
         )
         status = 0
+        recorded = False
         try:
             try:
                 resp = self._answer(req, route, allowed)
@@ -1170,7 +1171,6 @@ class Sandbox:
                 resp = exc.response
             if body.broken:
                 h.close_connection = True
-            h.respond(resp)
             status = resp.status
             if status == 429:
                 retry = dict(resp.headers).get("Retry-After")
@@ -1180,6 +1180,11 @@ class Sandbox:
                             seq, self._clock(), int(retry) if retry else None, h.command, path
                         )
                     )
+            # Recorded before the answer leaves: a test that has its answer can count on seeing
+            # the request (and its 429) in the log.
+            self._record(req, seq, started, status)
+            recorded = True
+            h.respond(resp)
         except _Dropped:
             h.drop()
         except (_ClientGone, OSError):
@@ -1193,7 +1198,8 @@ class Sandbox:
                 )
                 status = 500
         finally:
-            self._record(req, seq, started, status)
+            if not recorded:
+                self._record(req, seq, started, status)
 
     def _match(self, method: str, path: str) -> tuple[_Route | None, dict[str, str], list[str]]:
         allowed: list[str] = []

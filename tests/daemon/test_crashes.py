@@ -66,8 +66,14 @@ def test_sigkill_at_25_random_moments(tmp_path: Path) -> None:
             time.sleep(rng.uniform(0.3, 2.0))
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
+        runs_before = log.read_text().count("releaseosd running")
         proc = start_daemon_process(config_path, tmp_path, log)
         try:
+            wait_for(
+                lambda: log.read_text().count("releaseosd running") > runs_before,
+                timeout=30,
+                what="the last daemon to be up",
+            )
             done = wait_for(
                 lambda: (
                     (ts := read_tracks(state))
