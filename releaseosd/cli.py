@@ -185,6 +185,17 @@ def status(obj: Context, as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
     _print_table(rows)
+    click.echo(f"\n{_ffmpeg_line()}")
+
+
+def _ffmpeg_line() -> str:
+    from releaseosd.media.ffmpeg import FfmpegMissing, find_ffmpeg
+
+    try:
+        ffmpeg = find_ffmpeg()
+    except FfmpegMissing as exc:
+        return f"ffmpeg: missing: {exc}"
+    return f"ffmpeg: {ffmpeg.ffmpeg} ({ffmpeg.source}, {ffmpeg.version})"
 
 
 def _print_table(rows: list[dict[str, Any]]) -> None:
@@ -304,6 +315,134 @@ def sandbox(port: int, data: Path | None) -> None:
     from releaseosd.soundcloud.sandbox import serve_forever
 
     serve_forever(port, data)
+
+
+# --- set-up: doctor, init, upload ------------------------------------------------------------
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON array, one object per check.")
+@pass_ctx
+def doctor(obj: Context, as_json: bool) -> None:
+    """Check that everything uploads need is in place, and say how to fix what is not.
+
+    Exits 1 when something that stops uploads is wrong (✗); warnings (!) do not count.
+    """
+    from releaseosd.doctor import exit_code, format_checks, run_checks
+
+    config = obj.config
+    where = obj.resolved_path or obj.config_path or Path("config.yaml")
+    checks = run_checks(config, where, config_exists=obj.config_exists)
+    if as_json:
+        click.echo(json.dumps([c.to_dict() for c in checks], indent=2, ensure_ascii=False))
+    else:
+        click.echo(format_checks(checks, color=sys.stdout.isatty()))
+    sys.exit(exit_code(checks))
+
+
+@main.command()
+@click.option(
+    "--watch",
+    "watch",
+    multiple=True,
+    metavar="PATH",
+    help="A folder your DAW exports into (repeatable; created if missing).",
+)
+@click.option("--sharing", type=click.Choice(["private", "public"]), default=None)
+@click.option("--client-id", default=None, help="Your SoundCloud app's client id.")
+@click.option(
+    "--secret-stdin",
+    is_flag=True,
+    help="Read the client secret from the first line of standard input (never an argument).",
+)
+@click.option("--no-login", is_flag=True, help="Do not log in to SoundCloud now.")
+@click.option("--no-service", is_flag=True, help="Do not install the background service.")
+@click.option("--force", is_flag=True, help="Replace an existing config file.")
+@click.option("--yes", is_flag=True, help="Ask nothing: defaults for whatever no flag gives.")
+@pass_ctx
+def init(
+    obj: Context,
+    watch: tuple[str, ...],
+    sharing: str | None,
+    client_id: str | None,
+    secret_stdin: bool,
+    no_login: bool,
+    no_service: bool,
+    force: bool,
+    yes: bool,
+) -> None:
+    """First-run set-up: watch folder, default sharing, SoundCloud app, login, service.
+
+    Writes a commented config (every key documented) to --config, $RELEASEOSD_CONFIG or the user
+    config dir. The client secret goes to the keyring, never into the file.
+
+    \b
+    Examples:
+      releaseosd init
+      pass show soundcloud/secret | releaseosd init --yes --watch ~/Music/Exports \\
+          --client-id abc123 --secret-stdin --no-login --no-service
+    """
+    from releaseosd.config import config_path
+    from releaseosd.init_wizard import ConfigExists, Given, gather, run_init
+
+    path = config_path(obj.config_path)
+    if path.exists() and not force:
+        fail(str(ConfigExists(f"{path} exists already; edit it, or run 'releaseosd init --force'")))
+    secret = None
+    if secret_stdin:
+        secret = sys.stdin.readline().strip() or None
+        if secret is None:
+            fail("--secret-stdin: standard input held no secret", EXIT_CONFIG)
+    interactive = not yes and not secret_stdin and sys.stdin.isatty()
+    given = Given(
+        watch=watch,
+        sharing=sharing,  # type: ignore[arg-type]
+        client_id=client_id,
+        secret=secret,
+        no_login=no_login,
+        no_service=no_service,
+    )
+    answers = gather(given, interactive)
+    sys.exit(run_init(answers, path, force=force))
+
+
+@main.command()
+@click.argument("file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option(
+    "--sidecar",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="Metadata file (default: FILE's own .yaml beside it, and its folder's release.yaml).",
+)
+@click.option(
+    "--at",
+    "at",
+    help="Go public at this time (ISO 8601, local unless offset); until then it is private.",
+)
+@pass_ctx
+def upload(obj: Context, file: Path, sidecar: Path | None, at: str | None) -> None:
+    """Upload one file now, without the daemon: build, upload, wait for SoundCloud, publish.
+
+    With --at (or the sidecar's release_at) in the future it goes up privately, and the daemon
+    makes it public at that time. Audio releaseosd uploaded before is never sent again.
+
+    \b
+    Examples:
+      releaseosd upload "Night Drive.wav"
+      releaseosd upload take3.wav --sidecar "Night Drive.yaml" --at 2026-12-04T18:00
+    """
+    from releaseosd.oneshot import run_upload
+    from releaseosd.store import parse_when
+
+    when = None
+    if at:
+        try:
+            when = parse_when(at)
+        except ValueError:
+            fail(f"--at {at!r}: not an ISO 8601 time such as 2026-12-04T18:00", EXIT_CONFIG)
+    outcome = run_upload(obj.config, file, sidecar, when)
+    if outcome.code == 0:
+        click.echo(outcome.message)
+    else:
+        click.echo(outcome.message, err=True)
+    sys.exit(outcome.code)
 
 
 # --- control -----------------------------------------------------------------------------------
@@ -463,7 +602,9 @@ def auth_status(obj: Context, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(info, indent=2, default=str))
     elif info.get("logged_in"):
-        click.echo(f"logged in as {info.get('username') or '?'}; token expires {info.get('expires_at')}")
+        click.echo(
+            f"logged in as {info.get('username') or '?'}; token expires {info.get('expires_at')}"
+        )
         if info.get("error"):
             click.echo(f"but: {info['error']}")
     else:

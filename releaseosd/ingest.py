@@ -175,11 +175,11 @@ class Ingest:
                 track.id,
                 State.BUILDING,
                 sha256=sha,
-                probe=_probe_dict(info),
+                probe=probe_dict(info),
                 last_error=None,
                 local_change=None,
             )
-            self.builds.submit(self._build, track.id, path, sidecar, info)
+            self.builds.submit(self.build, track.id, path, sidecar, info)
             return True
 
     def _still_incomplete(self, path: Path, track: Track | None, message: str) -> bool:
@@ -275,7 +275,9 @@ class Ingest:
 
     # --- build (on the build pool) -------------------------------------------------------------
 
-    def _build(self, track_id: str, path: Path, sidecar: Sidecar, info: Any) -> None:
+    def build(self, track_id: str, path: Path, sidecar: Sidecar, info: Any) -> None:
+        """Preview and artwork for a BUILDING track, then READY (or INVALID with the reason).
+        Runs on the build pool in the daemon; `releaseosd upload` calls it inline."""
         from releaseosd.media.build import build_assets
         from releaseosd.media.probe import AudioProblem
 
@@ -334,14 +336,15 @@ class Ingest:
             t.metadata = meta
             t.title = str(meta["title"])
             t.last_error = None
-            if t.state in (State.SCHEDULED, State.PUBLISHED, State.PROCESSING):
+            if t.state != State.RELEASED:
                 t.release_at = sidecar.release_at
 
         self.store.update(track.id, apply, note="sidecar edited")
         self.on_metadata_changed(track.id)
 
 
-def _probe_dict(info: Any) -> dict[str, Any]:
+def probe_dict(info: Any) -> dict[str, Any]:
+    """A probe result as the store keeps it (plain JSON values)."""
     data = asdict(info)
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in data.items()}
 
