@@ -56,6 +56,7 @@ class Publisher:
             self.announce.uploaded(track.title, track.soundcloud.permalink_url, public_at)
             log.info("%s: uploaded privately; goes public at %s", track.title, track.release_at)
             self.wake(track_id, track.release_at)
+            self.sync_metadata(track_id)  # edits made while it was uploading
             return
         if track.release_at is not None or track.soundcloud.sharing != target_sharing(track):
             self.release(track_id)
@@ -142,6 +143,7 @@ class Publisher:
         else:
             self.announce.uploaded(track.title, url, None)
         self._playlists(track.id)
+        self.sync_metadata(track.id)  # edits made while it was uploading
 
     def _playlists(self, track_id: str) -> None:
         from releaseosd.soundcloud.errors import SoundCloudError
@@ -170,29 +172,32 @@ class Publisher:
         self.store.update(track_id, note, note=error or f"added to playlist '{name}'")
 
     def sync_metadata(self, track_id: str) -> None:
-        """After a sidecar edit: send only what changed; move the release time if it moved."""
+        """After a sidecar edit: move the release if its time moved, send only what changed."""
         from releaseosd.soundcloud.errors import SoundCloudError
 
         track = self.store.get(track_id)
         if track is None or not track.soundcloud.urn:
             return
         urn = track.soundcloud.urn
-        if track.state == State.SCHEDULED and track.release_at is None:
-            # The release time was taken out: it goes to its sharing now.
-            self.release(track_id)
+        if track.state in (State.SCHEDULED, State.PUBLISHED):
+            if track.release_at is not None and track.release_at > self.clock():
+                if track.state == State.PUBLISHED:
+                    self.store.transition(track_id, State.SCHEDULED, note="release time set")
+                self.wake(track_id, track.release_at)
+            elif track.state == State.SCHEDULED or track.soundcloud.sharing != target_sharing(
+                track
+            ):
+                # The release time was taken out or has passed: it goes to its sharing now.
+                self.release(track_id)
             track = self.store.get(track_id)
             if track is None:
                 return
-        elif track.state == State.SCHEDULED and track.release_at is not None:
-            self.wake(track_id, track.release_at)
+        if track.state not in (State.SCHEDULED, State.PUBLISHED, State.RELEASED):
+            return  # still processing: processed() sends whatever changed meanwhile
         sharing = track.soundcloud.sharing or "private"
         wanted = track_fields(track, sharing).metadata(track.sha256)
         changes = {k: v for k, v in wanted.items() if track.soundcloud.sent_fields.get(k) != v}
-        if not changes or track.state not in (
-            State.SCHEDULED,
-            State.PUBLISHED,
-            State.RELEASED,
-        ):
+        if not changes:
             return
         try:
             self.client().update_track(urn, changes)

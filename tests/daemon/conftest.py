@@ -24,6 +24,18 @@ def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
     box.start()
     yield box
     box.stop()
+    # Every request the daemon sent in the test must be one SoundCloud's own spec documents.
+    if SPEC_PATH.exists():
+        spec = load_spec()
+        # A request the sandbox answered with an injected fault before parsing its body has no
+        # fields on record; there is nothing to check in it.
+        parsed = [
+            r
+            for r in box.requests
+            if not (r.content_type == "multipart/form-data" and not r.form and not r.files)
+        ]
+        problems = [f"{r.method} {r.path}: {p}" for r in parsed for p in check_request(r, spec)]
+        assert problems == [], "requests that do not match openapi.yaml:\n" + "\n".join(problems)
 
 
 @pytest.fixture
@@ -47,13 +59,15 @@ def token_store(tmp_path: Path, sandbox: Sandbox) -> Any:
     return store
 
 
-# The stand-in notification server lives with the notifier's own tests.
+# The stand-in notification server and the spec checker live with their own tests.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "notify"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "soundcloud"))
 from fake_notification_server import (  # noqa: E402
     NotificationBus,
     NotificationServer,
     SessionBus,
 )
+from spec_check import SPEC_PATH, check_request, load_spec  # noqa: E402
 
 
 @pytest.fixture
