@@ -178,9 +178,7 @@ class Daemon:
             release=publisher.release,
             concurrency=config.uploads.concurrency,
             tick_seconds=self.tick_seconds,
-            can_resume_login=lambda: (
-                bool(store.in_states(State.NEEDS_LOGIN)) and self._logged_in()
-            ),
+            can_resume_login=lambda: bool(store.in_states(State.NEEDS_LOGIN)) and self._logged_in(),
         )
         watcher = ExportWatcher(
             config.watch,
