@@ -307,8 +307,9 @@ class Daemon:
             fresh = fresh.model_copy(
                 update={"soundcloud": self.config.soundcloud, "state_dir": self.config.state_dir}
             )
-        if fresh.state_dir != self.config.state_dir:
-            log.warning("state_dir changed in the config; it takes effect after a restart")
+        for key in ("state_dir", "soundcloud", "uploads", "stable_seconds", "preview", "artwork"):
+            if getattr(fresh, key) != getattr(self.config, key):
+                log.warning("'%s' changed in the config; it takes effect after a restart", key)
         watcher.update_folders(fresh.watch)
         notifier.settings = fresh.notifications
         log.info("configuration reloaded: watching %s", ", ".join(str(w.path) for w in fresh.watch))

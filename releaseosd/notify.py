@@ -71,10 +71,16 @@ def failed_message(title: str, reason: str, fix_command: str) -> Message:
     return Message(f"{title} failed", f"{reason}\nTo retry, run: {fix_command}")
 
 
-def needs_login_message() -> Message:
+def needs_login_message(problem: str | None = None) -> Message:
+    """The login expired (no `problem`), or SoundCloud access is not set up: `problem` says
+    what to do (set the client id, unlock the keyring, …)."""
+    if problem is None:
+        return Message(
+            "SoundCloud login expired",
+            "Uploads are paused until you log in again.\nRun: releaseosd auth login",
+        )
     return Message(
-        "SoundCloud login expired",
-        "Uploads are paused until you log in again.\nRun: releaseosd auth login",
+        "releaseosd cannot reach your SoundCloud", f"{problem}\nUploads wait until then."
     )
 
 
@@ -284,11 +290,12 @@ class Notifier:
             return False
         return self._enqueue(failed_message(title, reason, fix_command))
 
-    def needs_login(self) -> bool:
-        """SoundCloud refused the stored login; uploads wait for `releaseosd auth login`."""
+    def needs_login(self, problem: str | None = None) -> bool:
+        """SoundCloud refused the stored login (or access is not set up: `problem` says how to
+        fix it); uploads wait for the user."""
         if not self.settings.needs_login:
             return False
-        return self._enqueue(needs_login_message())
+        return self._enqueue(needs_login_message(problem))
 
     # -- lifecycle -----------------------------------------------------------------------------
 

@@ -153,7 +153,7 @@ class _Silent:
     def failed(self, title: str, reason: str, fix_command: str) -> bool:
         return False
 
-    def needs_login(self) -> bool:
+    def needs_login(self, problem: str | None = None) -> bool:
         return False
 
 

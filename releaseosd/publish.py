@@ -14,7 +14,7 @@ from releaseosd.retry import at, backoff_seconds
 from releaseosd.states import State
 from releaseosd.store import Store
 from releaseosd.track import Track, utcnow
-from releaseosd.upload import Announcer, Wake, target_sharing, track_fields
+from releaseosd.upload import Announcer, Wake, target_sharing, track_fields, wait_for_user
 
 if TYPE_CHECKING:
     from releaseosd.soundcloud.client import SoundCloudClient
@@ -65,7 +65,7 @@ class Publisher:
 
     def release(self, track_id: str) -> None:
         """Flip the track to its sidecar's sharing (public, normally). Never raises."""
-        from releaseosd.soundcloud.errors import NeedsLogin, SoundCloudError
+        from releaseosd.soundcloud.errors import NEEDS_USER, SoundCloudError
 
         track = self.store.get(track_id)
         if track is None or track.state not in (
@@ -80,9 +80,8 @@ class Publisher:
         try:
             if track.soundcloud.sharing != sharing:
                 self.client().update_track(track.soundcloud.urn, {"sharing": sharing})
-        except NeedsLogin as exc:
-            self.store.transition(track_id, State.NEEDS_LOGIN, last_error=str(exc))
-            self.announce.needs_login()
+        except NEEDS_USER as exc:
+            wait_for_user(self.store, self.announce, track_id, exc)
             return
         except SoundCloudError as exc:
             if not exc.retryable:

@@ -34,7 +34,7 @@ class Announcer(Protocol):
     def released(self, title: str, url: str, late_by: dt.timedelta | None = None) -> bool: ...
     def uploaded(self, title: str, url: str | None, public_at: dt.datetime | None) -> bool: ...
     def failed(self, title: str, reason: str, fix_command: str) -> bool: ...
-    def needs_login(self) -> bool: ...
+    def needs_login(self, problem: str | None = None) -> bool: ...
 
 
 Wake = Callable[[str, dt.datetime], None]
@@ -73,6 +73,17 @@ def upload_sharing(track: Track) -> str:
     return "private" if track.release_at is not None else target_sharing(track)
 
 
+def wait_for_user(store: Store, announce: Announcer, track_id: str, exc: Exception) -> None:
+    """Park a track in needs_login (the state it waited in is in its history, so it resumes
+    there). One notification per episode, not one per track."""
+    from releaseosd.soundcloud.errors import NeedsLogin
+
+    others_waiting = [t for t in store.in_states(State.NEEDS_LOGIN) if t.id != track_id]
+    store.transition(track_id, State.NEEDS_LOGIN, last_error=str(exc))
+    if not others_waiting:
+        announce.needs_login(None if isinstance(exc, NeedsLogin) else str(exc))
+
+
 def _attempted_before(track: Track) -> bool:
     return any(h.state == State.UPLOADING for h in track.history[:-1])
 
@@ -102,7 +113,7 @@ class Uploader:
 
     def attempt(self, track_id: str) -> None:
         """Upload (or adopt) one READY track. Never raises: every outcome lands in the store."""
-        from releaseosd.soundcloud.errors import NeedsLogin, SoundCloudError
+        from releaseosd.soundcloud.errors import NEEDS_USER, SoundCloudError
 
         track = self.store.get(track_id)
         if track is None or track.state != State.READY:
@@ -120,8 +131,8 @@ class Uploader:
             else:
                 log.info("%s: found on SoundCloud as %s; adopting it", track.title, remote["urn"])
             self._record_upload(track, remote)
-        except NeedsLogin as exc:
-            self._needs_login(track_id, str(exc))
+        except NEEDS_USER as exc:
+            wait_for_user(self.store, self.announce, track_id, exc)
         except SoundCloudError as exc:
             self._failed_attempt(track_id, exc, posting)
         except Exception as exc:
@@ -184,7 +195,7 @@ class Uploader:
     # --- processing ----------------------------------------------------------------------------
 
     def poll(self, track_id: str) -> None:
-        from releaseosd.soundcloud.errors import NeedsLogin, NotFound, SoundCloudError
+        from releaseosd.soundcloud.errors import NEEDS_USER, NotFound, SoundCloudError
 
         track = self.store.get(track_id)
         if track is None or track.state != State.PROCESSING or not track.soundcloud.urn:
@@ -194,8 +205,8 @@ class Uploader:
         except NotFound:
             self._remote_vanished(track)
             return
-        except NeedsLogin as exc:
-            self._needs_login(track_id, str(exc))
+        except NEEDS_USER as exc:
+            wait_for_user(self.store, self.announce, track_id, exc)
             return
         except SoundCloudError as exc:
             log.warning("%s: checking processing failed (%s); will check again", track.title, exc)
@@ -278,14 +289,6 @@ class Uploader:
             self.wake(track.id, when)
 
     # --- failures ------------------------------------------------------------------------------
-
-    def _needs_login(self, track_id: str, reason: str) -> None:
-        track = self.store.get(track_id)
-        if track is None:
-            return
-        # The state it waited in is in the history; resume() goes back there after login.
-        self.store.transition(track_id, State.NEEDS_LOGIN, last_error=reason)
-        self.announce.needs_login()
 
     def _failed_attempt(self, track_id: str, exc: BaseException, posting: bool = False) -> None:
         from releaseosd.soundcloud.errors import RateLimited, SoundCloudError

@@ -337,3 +337,8 @@ def _looks_like_html(response: httpx.Response) -> bool:
 def _clip(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 1] + "…"
+
+
+# Failures only the user can fix (log in, set up the app, unlock the keyring). A track meeting one
+# waits in `needs_login` without spending attempts, and carries on once the user has acted.
+NEEDS_USER: tuple[type[SoundCloudError], ...] = (NeedsLogin, NotConfigured, KeyringUnavailable)

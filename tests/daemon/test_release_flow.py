@@ -78,3 +78,46 @@ def test_plain_scheduled_and_bad_tracks(tmp_path: Path, sandbox: Sandbox, token_
     playlists = sandbox.playlists()
     assert [p["title"] for p in playlists] == ["Night Works"]
     assert [t["urn"] for t in playlists[0]["tracks"]] == [tracks["Plain Song"].soundcloud.urn]
+
+
+def test_without_a_soundcloud_app_tracks_wait_for_the_user(
+    tmp_path: Path, sandbox: Sandbox, notification_bus: Any
+) -> None:
+    config_path = write_config(tmp_path, sandbox.base_url)
+    config_path.write_text(config_path.read_text().replace("  client_id: e2e-client\n", ""))
+    exports = tmp_path / "exports"
+    for name in ("One", "Two"):
+        (exports / f"{name}.yaml").write_text(f"title: {name}\nsharing: public\n")
+        make_audio(exports / f"{name}.wav", freq=300 + len(name) * 40 + ord(name[0]))
+    from daemon_harness import ThreadedDaemon as Daemon
+
+    from releaseosd.soundcloud.tokens import TokenStore
+
+    with Daemon(config_path, TokenStore(backend=_EmptyKeyring())):
+        tracks = wait_for(
+            lambda: (
+                len(ts := by_title(tmp_path / "state")) == 2
+                and all(t.state == State.NEEDS_LOGIN for t in ts.values())
+                and ts
+            ),
+            what="both waiting for the user",
+        )
+        notification_bus.wait_for(1)
+    assert all("soundcloud.client_id is not set" in (t.last_error or "") for t in tracks.values())
+    assert all(t.attempts == 0 for t in tracks.values())
+    # One notification for the episode, not one per track.
+    [note] = notification_bus.received()
+    assert note["summary"] == "releaseosd cannot reach your SoundCloud"
+    assert "soundcloud.client_id is not set" in note["body"]
+    assert sandbox.tracks() == []
+
+
+class _EmptyKeyring:
+    def get_password(self, service: str, username: str) -> None:
+        return None
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        raise AssertionError("nothing should be stored")
+
+    def delete_password(self, service: str, username: str) -> None:
+        pass
