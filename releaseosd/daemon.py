@@ -126,7 +126,7 @@ class Daemon:
         from releaseosd.notify import Notifier
         from releaseosd.publish import Publisher
         from releaseosd.scheduler import Scheduler
-        from releaseosd.upload import Uploader
+        from releaseosd.upload import Stage, Uploader
         from releaseosd.watcher import ExportWatcher
 
         rehearsal = None
@@ -162,8 +162,9 @@ class Daemon:
             if scheduler is not None:
                 scheduler.kick()
 
-        publisher = Publisher(config, store, self.client, notifier, wake)
-        uploader = Uploader(config, store, self.client, notifier, wake, publisher.processed)
+        stage = Stage(config, store, self.client, notifier, wake)
+        publisher = Publisher(stage)
+        uploader = Uploader(stage, after_processed=publisher.processed)
         ingest = Ingest(
             config,
             store,

@@ -171,16 +171,23 @@ class Ingest:
                 return True
             if track.state == State.READY and track.sha256 == sha and not sidecar_event:
                 return True  # a reconcile scan re-reporting an unchanged file
-            self.store.transition(
-                track.id,
-                State.BUILDING,
-                sha256=sha,
-                probe=probe_dict(info),
-                last_error=None,
-                local_change=None,
-            )
-            self.builds.submit(self.build, track.id, path, sidecar, info)
+            self.start_build(track.id, path, sidecar, info, sha)
             return True
+
+    def start_build(
+        self, track_id: str, path: Path, sidecar: Sidecar, info: Any, sha: str, note: str = ""
+    ) -> None:
+        """BUILDING now; preview and artwork on the build pool (inline for `releaseosd upload`)."""
+        self.store.transition(
+            track_id,
+            State.BUILDING,
+            note=note,
+            sha256=sha,
+            probe=probe_dict(info),
+            last_error=None,
+            local_change=None,
+        )
+        self.builds.submit(self.build, track_id, path, sidecar, info)
 
     def _still_incomplete(self, path: Path, track: Track | None, message: str) -> bool:
         """An export whose header and size disagree is waited for; one that stays that way for

@@ -279,21 +279,14 @@ def _record_for(store: Store, audio: Path, sha: str, root: Path) -> Track:
 def _build(
     config: Config, store: Store, track: Track, audio: Path, sidecar: Sidecar, sha: str
 ) -> Track:
-    from releaseosd.ingest import Ingest, probe_dict
+    from releaseosd.ingest import Ingest
     from releaseosd.media.probe import probe
 
     info = probe(audio)  # AudioProblem: an unfinished or broken file; the caller reports it
-    store.transition(
-        track.id,
-        State.BUILDING,
-        sha256=sha,
-        probe=probe_dict(info),
-        last_error=None,
-        local_change=None,
-        note="building for 'releaseosd upload'",
-    )
     # Ingest's own build step, so the record has exactly what a daemon-built one has.
-    Ingest(config, store, _Inline()).build(track.id, audio, sidecar, info)
+    Ingest(config, store, _Inline()).start_build(
+        track.id, audio, sidecar, info, sha, note="building for 'releaseosd upload'"
+    )
     built = store.get(track.id)
     assert built is not None
     return built
@@ -364,7 +357,7 @@ def run_upload(
     from releaseosd.ingest import sha256_of
     from releaseosd.media.probe import AudioProblem
     from releaseosd.publish import Publisher
-    from releaseosd.upload import Uploader
+    from releaseosd.upload import Stage, Uploader
     from releaseosd.yamlfile import FileProblems
 
     err = sys.stderr if err is None else err
@@ -405,10 +398,9 @@ def run_upload(
         if track.state != State.READY:
             return _describe(track)
         announce = _Silent()
-        publisher = Publisher(config, store, get_client, announce, _no_wake, clock=clock)
-        uploader = Uploader(
-            config, store, get_client, announce, _no_wake, publisher.processed, clock=clock
-        )
+        stage = Stage(config, store, get_client, announce, _no_wake, clock=clock)
+        publisher = Publisher(stage)
+        uploader = Uploader(stage, after_processed=publisher.processed)
         sharing = track.metadata.get("sharing") or "private"
         if track.release_at is not None and track.release_at > clock():
             sharing = (

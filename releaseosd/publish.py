@@ -5,19 +5,15 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import random
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from releaseosd.config import Config
 from releaseosd.retry import at, backoff_seconds
 from releaseosd.states import State
-from releaseosd.store import Store
-from releaseosd.track import Track, utcnow
-from releaseosd.upload import Announcer, Wake, target_sharing, track_fields, wait_for_user
+from releaseosd.track import Track
+from releaseosd.upload import Stage, target_sharing, track_fields, wait_for_user
 
 if TYPE_CHECKING:
-    from releaseosd.soundcloud.client import SoundCloudClient
+    pass
 
 log = logging.getLogger("releaseosd.publish")
 
@@ -26,23 +22,14 @@ LATE_AFTER = dt.timedelta(seconds=60)
 
 
 class Publisher:
-    def __init__(
-        self,
-        config: Config,
-        store: Store,
-        client: Callable[[], SoundCloudClient],
-        announce: Announcer,
-        wake: Wake,
-        clock: Callable[[], dt.datetime] = utcnow,
-        rng: random.Random | None = None,
-    ) -> None:
-        self.config = config
-        self.store = store
-        self.client = client
-        self.announce = announce
-        self.wake = wake
-        self.clock = clock
-        self.rng = rng or random.Random()
+    def __init__(self, stage: Stage) -> None:
+        self.config = stage.config
+        self.store = stage.store
+        self.client = stage.client
+        self.announce = stage.announce
+        self.wake = stage.wake
+        self.clock = stage.clock
+        self.rng = stage.rng
 
     def processed(self, track_id: str) -> None:
         """SoundCloud finished processing: schedule the release, or finish now."""

@@ -7,6 +7,7 @@ import datetime as dt
 import logging
 import random
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -88,26 +89,29 @@ def _attempted_before(track: Track) -> bool:
     return any(h.state == State.UPLOADING for h in track.history[:-1])
 
 
+@dataclass(frozen=True)
+class Stage:
+    """What the stages that talk to SoundCloud (upload, publish) share."""
+
+    config: Config
+    store: Store
+    client: Callable[[], SoundCloudClient]
+    announce: Announcer
+    wake: Wake
+    clock: Callable[[], dt.datetime] = utcnow
+    rng: random.Random = field(default_factory=random.Random)
+
+
 class Uploader:
-    def __init__(
-        self,
-        config: Config,
-        store: Store,
-        client: Callable[[], SoundCloudClient],
-        announce: Announcer,
-        wake: Wake,
-        after_processed: Callable[[str], None],
-        clock: Callable[[], dt.datetime] = utcnow,
-        rng: random.Random | None = None,
-    ) -> None:
-        self.config = config
-        self.store = store
-        self.client = client
-        self.announce = announce
-        self.wake = wake
+    def __init__(self, stage: Stage, after_processed: Callable[[str], None]) -> None:
+        self.config = stage.config
+        self.store = stage.store
+        self.client = stage.client
+        self.announce = stage.announce
+        self.wake = stage.wake
+        self.clock = stage.clock
+        self.rng = stage.rng
         self.after_processed = after_processed
-        self.clock = clock
-        self.rng = rng or random.Random()
 
     # --- one attempt ---------------------------------------------------------------------------
 
