@@ -26,14 +26,16 @@ EXIT_BUSY = 3
 
 
 class Context:
-    def __init__(self, config_path: Path | None) -> None:
+    def __init__(self, config_path: Path | None, rehearsal: bool = False) -> None:
         self.config_path = config_path
+        self.rehearsal = rehearsal
         self._config: Config | None = None
         self.resolved_path: Path | None = None
         self.config_exists = False
 
     @property
-    def config(self) -> Config:
+    def raw_config(self) -> Config:
+        """The configuration as the file (or the defaults) says."""
         if self._config is None:
             from releaseosd.config import load_config
             from releaseosd.yamlfile import FileProblems
@@ -43,6 +45,16 @@ class Context:
             except FileProblems as exc:
                 fail(str(exc), EXIT_CONFIG)
         return self._config
+
+    @property
+    def config(self) -> Config:
+        """The configuration commands act on: with --sandbox, the rehearsal's own state."""
+        config = self.raw_config
+        if self.rehearsal:
+            from releaseosd.config import rehearsal_state_dir
+
+            return config.model_copy(update={"state_dir": rehearsal_state_dir(config)})
+        return config
 
 
 def fail(message: str, code: int = EXIT_PROBLEMS) -> NoReturn:
@@ -70,11 +82,17 @@ Examples:
     envvar="RELEASEOSD_CONFIG",
     help="Config file (default: $RELEASEOSD_CONFIG, else the user config dir).",
 )
+@click.option(
+    "--sandbox",
+    "rehearsal",
+    is_flag=True,
+    help="Act on the rehearsal that 'run --sandbox' keeps apart from your real tracks.",
+)
 @click.pass_context
-def main(ctx: click.Context, config_path: Path | None) -> None:
+def main(ctx: click.Context, config_path: Path | None, rehearsal: bool) -> None:
     """releaseosd watches your DAW export folders and releases finished tracks to SoundCloud:
     preview, artwork, scheduled release, upload, notification."""
-    ctx.obj = Context(config_path)
+    ctx.obj = Context(config_path, rehearsal)
 
 
 # --- validate -----------------------------------------------------------------------------------
@@ -250,9 +268,9 @@ def run(obj: Context, sandbox: bool, log_level: str) -> None:
     from releaseosd.store import StateDirBusy
 
     setup_logging(log_level)
-    config = obj.config
+    config = obj.raw_config  # the rehearsal sets up its own state dir and SoundCloud
     try:
-        code = Daemon(config, obj.config_path, sandbox=sandbox).run()
+        code = Daemon(config, obj.config_path, sandbox=sandbox or obj.rehearsal).run()
     except StateDirBusy as exc:
         fail(str(exc), EXIT_BUSY)
     sys.exit(code)

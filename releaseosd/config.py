@@ -195,6 +195,11 @@ class Config(StrictModel):
         return folders
 
 
+def rehearsal_state_dir(config: Config) -> Path:
+    """`run --sandbox` keeps its tracks apart: a rehearsed upload must never look like a real one."""
+    return config.state_dir / "rehearsal"
+
+
 def config_path(explicit: Path | None = None) -> Path:
     """--config, else $RELEASEOSD_CONFIG, else the platform's user config dir."""
     if explicit is not None:

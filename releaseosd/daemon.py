@@ -13,7 +13,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from releaseosd import sdnotify
-from releaseosd.config import Config, load_config
+from releaseosd.config import Config, load_config, rehearsal_state_dir
 from releaseosd.states import State
 from releaseosd.store import OwnerLock, Store, prepare_state_dir
 
@@ -133,7 +133,7 @@ class Daemon:
         if self.sandbox:
             from releaseosd.rehearsal import Rehearsal
 
-            rehearsal = Rehearsal(self.config.state_dir)
+            rehearsal = Rehearsal(rehearsal_state_dir(self.config))
             url = rehearsal.start()
             self.config = rehearsal.configure(self.config)
             self._token_store = rehearsal.tokens

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from releaseosd.config import Config, SoundCloudConfig, WatchFolder
+from releaseosd.config import Config, SoundCloudConfig, WatchFolder, rehearsal_state_dir
 from releaseosd.soundcloud.auth import authorize_url, pkce_pair
 from releaseosd.soundcloud.sandbox import Sandbox
 from releaseosd.soundcloud.tokens import TokenStore, request_tokens
@@ -73,7 +73,7 @@ class Rehearsal:
             update={
                 "soundcloud": soundcloud,
                 "watch": watch,
-                "state_dir": config.state_dir / "rehearsal",
+                "state_dir": rehearsal_state_dir(config),
             }
         )
 

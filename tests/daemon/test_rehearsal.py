@@ -1,0 +1,68 @@
+"""The README's first command: `releaseosd run --sandbox` on a fresh home, no config at all."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from daemon_harness import make_audio, wait_for
+
+
+def test_run_sandbox_on_defaults_releases_a_dropped_track(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "RELEASEOSD_"))}
+    env.update(
+        HOME=str(home),
+        PYTHONPATH=str(Path(__file__).resolve().parents[2]),
+        # A headless box with no keyring at all: the rehearsal must not need one.
+        PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring",
+    )
+    env.pop("DBUS_SESSION_BUS_ADDRESS", None)
+    log = tmp_path / "run.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "releaseosd", "run", "--sandbox"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("wb"),
+    )
+
+    def status() -> list[dict[str, object]]:
+        out = subprocess.run(
+            [sys.executable, "-m", "releaseosd", "--sandbox", "status", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert out.returncode == 0, out.stderr
+        return list(json.loads(out.stdout))
+
+    try:
+        wait_for(lambda: "releaseosd running" in log.read_text(), timeout=30, what="start")
+        exports = home / "Music" / "Exports"
+        assert exports.is_dir(), "the rehearsal watches ~/Music/Exports by default"
+        (exports / "First Steps.yaml").write_text("title: First Steps\nsharing: public\n")
+        make_audio(exports / "First Steps.wav", seconds=2.0, freq=392)
+        rows = wait_for(
+            lambda: (rows := status()) and rows[0]["state"] == "released" and rows,
+            timeout=60,
+            what="the rehearsal release",
+        )
+        assert str(rows[0]["soundcloud"]["permalink_url"]).startswith("http")  # type: ignore[index]
+        # The real state dir never saw the rehearsal.
+        real = subprocess.run(
+            [sys.executable, "-m", "releaseosd", "status", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert json.loads(real.stdout) == []
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0, log.read_text()[-2000:]
