@@ -15,6 +15,7 @@ from daemon_harness import (
     daemon_env,
     local,
     make_audio,
+    read_tracks,
     wait_for,
     write_config,
 )
@@ -172,3 +173,35 @@ def test_remove_remote_deletes_on_soundcloud(
         assert by_title(state)["Remove Me"].state == State.REMOVED
     assert sandbox.tracks() == []
     assert track.soundcloud.urn is not None
+
+
+def test_a_re_export_after_upload_is_reported_not_uploaded_again(
+    tmp_path: Path, sandbox: Sandbox, token_store: Any
+) -> None:
+    config = write_config(tmp_path, sandbox.base_url)
+    exports, state = tmp_path / "exports", tmp_path / "state"
+    (exports / "Again.yaml").write_text("title: Again\nsharing: public\n")
+    make_audio(exports / "Again.wav", freq=610)
+    with ThreadedDaemon(config, token_store):
+        first = wait_for(
+            lambda: (t := by_title(state).get("Again")) and t.state == State.RELEASED and t,
+            what="released",
+        )
+        make_audio(exports / "Again.wav", freq=620)  # the producer exports a new mix over it
+        changed = wait_for(
+            lambda: (t := by_title(state)["Again"]).local_change and t, what="local change"
+        )
+        # A copy of the released audio under another name is not a new track either.
+        original = make_audio(tmp_path / "orig" / "o.wav", freq=610).read_bytes()
+        (exports / "Again (copy).wav").write_bytes(original)
+        copy = wait_for(
+            lambda: next(
+                (t for t in read_tracks(state) if t.audio_path.endswith("Again (copy).wav")), None
+            ),
+            what="the copy noticed",
+        )
+    assert changed.state == State.RELEASED
+    assert changed.sha256 == first.sha256, "the record keeps what was uploaded"
+    assert changed.local_change["sha256"] != first.sha256  # type: ignore[index]
+    assert copy.state == State.INVALID and "the same audio as 'Again'" in (copy.last_error or "")
+    assert len(sandbox.tracks()) == 1
