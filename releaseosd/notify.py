@@ -71,6 +71,14 @@ def failed_message(title: str, reason: str, fix_command: str) -> Message:
     return Message(f"{title} failed", f"{reason}\nTo retry, run: {fix_command}")
 
 
+def artwork_dropped_message(title: str) -> Message:
+    return Message(
+        f"{title}: uploading without artwork",
+        "SoundCloud keeps failing while the artwork is attached (a known SoundCloud problem), "
+        "so the track goes up without it. Add the artwork on soundcloud.com once it is live.",
+    )
+
+
 def needs_login_message(problem: str | None = None) -> Message:
     """The login expired (no `problem`), or SoundCloud access is not set up: `problem` says
     what to do (set the client id, unlock the keyring, …)."""
@@ -289,6 +297,12 @@ class Notifier:
         if not self.settings.failed:
             return False
         return self._enqueue(failed_message(title, reason, fix_command))
+
+    def artwork_dropped(self, title: str) -> bool:
+        """SoundCloud kept failing with the artwork attached; the track goes up without it."""
+        if not self.settings.failed:
+            return False
+        return self._enqueue(artwork_dropped_message(title))
 
     def needs_login(self, problem: str | None = None) -> bool:
         """SoundCloud refused the stored login (or access is not set up: `problem` says how to

@@ -156,6 +156,9 @@ class _Silent:
     def needs_login(self, problem: str | None = None) -> bool:
         return False
 
+    def artwork_dropped(self, title: str) -> bool:
+        return False
+
 
 class _Inline(Executor):
     """Ingest hands builds to a pool; here the build runs at once, in this thread."""

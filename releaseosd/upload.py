@@ -36,6 +36,7 @@ class Announcer(Protocol):
     def uploaded(self, title: str, url: str | None, public_at: dt.datetime | None) -> bool: ...
     def failed(self, title: str, reason: str, fix_command: str) -> bool: ...
     def needs_login(self, problem: str | None = None) -> bool: ...
+    def artwork_dropped(self, title: str) -> bool: ...
 
 
 Wake = Callable[[str, dt.datetime], None]
@@ -356,12 +357,7 @@ class Uploader:
                 "(add the artwork on soundcloud.com afterwards)",
                 track.title,
             )
-            self.announce.failed(
-                track.title,
-                "SoundCloud keeps failing with the artwork attached; uploading without it. "
-                "Add the artwork on soundcloud.com once it is up.",
-                "releaseosd status",
-            )
+            self.announce.artwork_dropped(track.title)
         if plan.give_up:
             log.error("%s: giving up after %d attempts: %s", track.title, plan.attempts, message)
             self.announce.failed(track.title, message, f"releaseosd retry {track.id}")
