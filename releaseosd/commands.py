@@ -104,8 +104,10 @@ class Commands:
             )
 
         def apply(t: Track) -> None:
+            # Kept apart from the sidecar's values, so a later sidecar reload cannot undo it.
+            t.user_release = at
             t.release_at = at
-            t.metadata = {**t.metadata, "sharing": "public", "release_date": at.date().isoformat()}
+            t.metadata = {**t.metadata, "release_date": at.date().isoformat()}
             t.next_attempt_at = None
             if t.state == State.PUBLISHED:
                 t.state = State.SCHEDULED
@@ -119,6 +121,11 @@ class Commands:
 
     def remove(self, ref: str, remote: bool) -> str:
         track = resolve(self.store, ref)
+        if track.state in (State.UPLOADING, State.BUILDING):
+            # Its URN is not known yet; removing now could leave a copy on SoundCloud unseen.
+            raise CommandError(
+                f"'{track.title}' is {track.state} right now; try again once that has finished"
+            )
         said = ""
         if remote and track.soundcloud.urn:
             if self.hooks.client is None:

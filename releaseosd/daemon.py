@@ -7,7 +7,7 @@ import logging
 import re
 import signal
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -58,8 +58,11 @@ def setup_logging(level: str = "INFO") -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 
-def _discard(_result: object) -> None:
-    """The build pool logs a failed job itself; the caller has nothing to wait for."""
+def _log_failure(future: Future[Any]) -> None:
+    """A background job's exception would die with its future: say it in the log."""
+    exc = future.exception()
+    if exc is not None:
+        log.error("a background job failed", exc_info=exc)
 
 
 class Daemon:
@@ -82,6 +85,7 @@ class Daemon:
         self._reload = threading.Event()
         self._client: SoundCloudClient | None = None
         self._client_lock = threading.Lock()
+        self._resumed_on: str | None = None
 
     # --- SoundCloud access ---------------------------------------------------------------------
 
@@ -99,18 +103,33 @@ class Daemon:
                 self._client = SoundCloudClient(self.config.soundcloud, manager)
             return self._client
 
-    def _logged_in(self) -> bool:
+    def _login_fingerprint(self) -> str | None:
+        """What is stored for SoundCloud access, hashed; None when nothing usable is."""
+        import hashlib
+
         from releaseosd.soundcloud.tokens import TokenStore
 
-        if not self.config.soundcloud.client_id:
-            return False
+        client_id = self.config.soundcloud.client_id
+        if not client_id:
+            return None
         try:
             store = self._token_store or TokenStore()
-            tokens = store.get_tokens(self.config.soundcloud.client_id)
+            tokens = store.get_tokens(client_id)
+            secret = store.get_client_secret(client_id)
         except Exception:
-            return False
+            return None
         if tokens is None:
+            return None
+        return hashlib.sha256(f"{tokens.to_json()}|{secret}".encode()).hexdigest()
+
+    def _logged_in(self) -> bool:
+        """Has the user acted since tracks were parked in needs_login? Only a change in what
+        is stored (a new login, a secret added, the keyring unlocked) counts: resuming on the
+        same tokens would fail again at once, in a loop."""
+        fingerprint = self._login_fingerprint()
+        if fingerprint is None or fingerprint == self._resumed_on:
             return False
+        self._resumed_on = fingerprint
         # A fresh login replaces the client so the token manager reads the new tokens.
         with self._client_lock:
             self._client = None
@@ -170,7 +189,9 @@ class Daemon:
             store,
             builds,
             on_ready=kick,
-            on_metadata_changed=lambda tid: _discard(builds.submit(publisher.sync_metadata, tid)),
+            on_metadata_changed=lambda tid: builds.submit(
+                publisher.sync_metadata, tid
+            ).add_done_callback(_log_failure),
         )
         scheduler = Scheduler(
             store,
@@ -204,6 +225,11 @@ class Daemon:
         previous = self._install_signals()
         try:
             ingest.recover()
+            # Tracks parked by an earlier run get one try now: the user may have logged in
+            # while the daemon was down. After that, only a change in the keyring resumes them.
+            self._resumed_on = self._login_fingerprint()
+            if store.in_states(State.NEEDS_LOGIN):
+                scheduler.resume_after_login()
             scheduler.start()
             watcher.start()
             control.start()

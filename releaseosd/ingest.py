@@ -28,7 +28,7 @@ from releaseosd.sidecar import (
     load_sidecar,
     sidecar_for,
 )
-from releaseosd.states import REMOTE, State, is_local
+from releaseosd.states import REMOTE, State, TransitionError, is_local
 from releaseosd.store import Store
 from releaseosd.track import Track, utcnow
 from releaseosd.watcher import is_audio
@@ -106,7 +106,12 @@ class Ingest:
 
     def on_gone(self, path: Path) -> None:
         track = self.store.by_audio_path(path)
-        if track is None or not is_local(track.state) or track.state == State.BUILDING:
+        if track is None or track.state == State.BUILDING:
+            return
+        if not is_local(track.state) or track.maybe_remote:
+            # What SoundCloud has stays as it is; if the file shows up elsewhere (a moved
+            # folder), the same audio is recognised and the record follows it.
+            log.info("%s: the export is gone; '%s' stays as it is", path, track.title)
             return
         # Not uploaded yet and the export is gone: nothing to release. Keep the record as removed
         # so status shows what happened rather than a track silently vanishing.
@@ -148,12 +153,16 @@ class Ingest:
                 track = self._new_or_moved(path, sha)
                 if track is None:
                     return True
-            elif track.sha256 not in (None, sha) and not is_local(track.state):
+            elif track.sha256 not in (None, sha) and self._on_soundcloud(track):
                 self._record_local_change(track, path, sha)
                 return True
-            if not is_local(track.state):
+            if self._on_soundcloud(track):
                 if sidecar_event:
                     self._refresh_remote_metadata(track, path)
+                return True
+            twin = self._twin(track, sha)
+            if twin is not None:
+                self._mark_invalid(path, track, self._twin_message(path, twin))
                 return True
             sidecar, problems = self._sidecar(path)
             if problems is not None:
@@ -169,13 +178,56 @@ class Ingest:
                         track.id, State.PENDING, note=note, last_error=note, sha256=sha
                     )
                 return True
-            if track.state == State.READY and track.sha256 == sha and not sidecar_event:
-                return True  # a reconcile scan re-reporting an unchanged file
-            self.start_build(track.id, path, sidecar, info, sha)
+            if (
+                track.state in (State.READY, State.FAILED)
+                and track.sha256 == sha
+                and not sidecar_event
+            ):
+                return True  # a scan re-reporting an unchanged file (failed waits for `retry`)
+            try:
+                self.start_build(track.id, path, sidecar, info, sha)
+            except TransitionError:
+                # The scheduler took it for upload meanwhile: the edit goes the remote way.
+                fresh = self.store.get(track.id)
+                if fresh is not None and self._on_soundcloud(fresh) and sidecar_event:
+                    self._refresh_remote_metadata(fresh, path)
             return True
 
+    @staticmethod
+    def _on_soundcloud(track: Track) -> bool:
+        """Past the point where its audio may be replaced: uploaded, uploading, or a failed
+        track that did reach SoundCloud."""
+        return not is_local(track.state) or track.soundcloud.urn is not None
+
+    def _twin(self, track: Track, sha: str) -> Track | None:
+        """An older track with the very same audio: it is the one copy ever uploaded."""
+        return next(
+            (
+                t
+                for t in self.store.by_sha256(sha)
+                if t.id != track.id
+                and t.state != State.REMOVED
+                and (t.created_at, t.id) < (track.created_at, track.id)
+            ),
+            None,
+        )
+
+    @staticmethod
+    def _twin_message(path: Path, twin: Track) -> str:
+        return (
+            f"{path}: the same audio as '{twin.title}' ({twin.audio_path}); "
+            "it is not uploaded twice. Delete one of the copies."
+        )
+
     def start_build(
-        self, track_id: str, path: Path, sidecar: Sidecar, info: Any, sha: str, note: str = ""
+        self,
+        track_id: str,
+        path: Path,
+        sidecar: Sidecar,
+        info: Any,
+        sha: str,
+        note: str = "",
+        reread_sidecar: bool = True,
     ) -> None:
         """BUILDING now; preview and artwork on the build pool (inline for `releaseosd upload`)."""
         self.store.transition(
@@ -187,7 +239,7 @@ class Ingest:
             last_error=None,
             local_change=None,
         )
-        self.builds.submit(self.build, track_id, path, sidecar, info)
+        self.builds.submit(self.build, track_id, path, sidecar, info, reread_sidecar)
 
     def _still_incomplete(self, path: Path, track: Track | None, message: str) -> bool:
         """An export whose header and size disagree is waited for; one that stays that way for
@@ -224,12 +276,8 @@ class Ingest:
         )
         if not twins:
             return self.store.insert(track)
-        twin = twins[0]
         track.state = State.INVALID
-        track.last_error = (
-            f"{path}: the same audio as '{twin.title}' ({twin.audio_path}); "
-            "it is not uploaded twice. Delete one of the copies."
-        )
+        track.last_error = self._twin_message(path, twins[0])
         log.warning("%s", track.last_error)
         self.store.insert(track)
         return None
@@ -282,26 +330,51 @@ class Ingest:
 
     # --- build (on the build pool) -------------------------------------------------------------
 
-    def build(self, track_id: str, path: Path, sidecar: Sidecar, info: Any) -> None:
+    def build(
+        self,
+        track_id: str,
+        path: Path,
+        sidecar: Sidecar,
+        info: Any,
+        reread_sidecar: bool = True,
+    ) -> None:
         """Preview and artwork for a BUILDING track, then READY (or INVALID with the reason).
-        Runs on the build pool in the daemon; `releaseosd upload` calls it inline."""
+        Runs on the build pool in the daemon; `releaseosd upload` calls it inline (with a
+        sidecar of its own making, so without `reread_sidecar`).
+
+        The sidecar is read again when the build is done: an edit saved meanwhile (a release
+        time added, a new title) must not be lost, and the watcher will not report it twice."""
         from releaseosd.media.build import build_assets
         from releaseosd.media.probe import AudioProblem
 
         out_dir = self.config.state_dir / "tracks" / track_id
-        try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            built = build_assets(path, sidecar, self.config, out_dir)
-        except AudioProblem as exc:
-            self._finish_invalid(track_id, str(exc))
-            return
-        except Exception as exc:
-            log.exception("%s: building the preview/artwork failed", path)
-            self._finish_invalid(track_id, f"{path}: could not build the preview or artwork: {exc}")
-            return
+        for _ in range(3):
+            try:
+                out_dir.mkdir(parents=True, exist_ok=True)
+                built = build_assets(path, sidecar, self.config, out_dir)
+            except AudioProblem as exc:
+                self._finish_invalid(track_id, str(exc))
+                return
+            except Exception as exc:
+                log.exception("%s: building the preview/artwork failed", path)
+                self._finish_invalid(
+                    track_id, f"{path}: could not build the preview or artwork: {exc}"
+                )
+                return
+            if not reread_sidecar:
+                break
+            fresh, problems = self._sidecar(path)
+            if problems is not None:
+                self._finish_invalid(track_id, problems)
+                return
+            if fresh is None or _shapes_the_build(fresh) == _shapes_the_build(sidecar):
+                sidecar = fresh or sidecar
+                break
+            sidecar = fresh  # edited in a way that changes the preview or artwork: again
         tags = asdict(built.info.tags) if hasattr(built.info, "tags") else {}
         meta = effective(self.config.defaults, sidecar, path, tags)
         meta["title"] = built.title if not sidecar.title else sidecar.title
+        release_at = sidecar.release_at
 
         def finish(track: Track) -> None:
             track.title = str(meta["title"])
@@ -310,7 +383,7 @@ class Ingest:
             track.sha256 = built.sha256
             track.preview_path = str(built.preview)
             track.artwork_path = str(built.artwork)
-            track.release_at = sidecar.release_at
+            track.release_at = track.user_release or release_at
             track.state = State.READY
             track.last_error = None
 
@@ -343,11 +416,24 @@ class Ingest:
             t.metadata = meta
             t.title = str(meta["title"])
             t.last_error = None
-            if t.state != State.RELEASED:
+            if t.state != State.RELEASED and t.user_release is None:
                 t.release_at = sidecar.release_at
 
         self.store.update(track.id, apply, note="sidecar edited")
         self.on_metadata_changed(track.id)
+
+
+def _shapes_the_build(sidecar: Sidecar) -> tuple[Any, ...]:
+    """The sidecar fields the preview and artwork are made from."""
+    return (
+        sidecar.preview,
+        sidecar.artwork,
+        sidecar.title,
+        sidecar.artist,
+        sidecar.genre,
+        sidecar.bpm,
+        sidecar.key,
+    )
 
 
 def probe_dict(info: Any) -> dict[str, Any]:

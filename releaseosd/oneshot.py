@@ -288,7 +288,13 @@ def _build(
     info = probe(audio)  # AudioProblem: an unfinished or broken file; the caller reports it
     # Ingest's own build step, so the record has exactly what a daemon-built one has.
     Ingest(config, store, _Inline()).start_build(
-        track.id, audio, sidecar, info, sha, note="building for 'releaseosd upload'"
+        track.id,
+        audio,
+        sidecar,
+        info,
+        sha,
+        note="building for 'releaseosd upload'",
+        reread_sidecar=False,
     )
     built = store.get(track.id)
     assert built is not None

@@ -38,6 +38,8 @@ class Publisher:
             return
         now = self.clock()
         if track.release_at is not None and track.release_at > now:
+            if track.soundcloud.sharing != "private" and not self._make_private(track):
+                return
             self.store.transition(track_id, State.SCHEDULED, next_attempt_at=None)
             public_at = track.release_at if target_sharing(track) == "public" else None
             self.announce.uploaded(track.title, track.soundcloud.permalink_url, public_at)
@@ -49,6 +51,34 @@ class Publisher:
             self.release(track_id)
             return
         self._finished(track, now)
+
+    def _make_private(self, track: Track) -> bool:
+        """A release time arrived while the upload ran public (or an adopted copy is public):
+        hide it until its minute. False when that failed and a retry is scheduled."""
+        from releaseosd.soundcloud.errors import NEEDS_USER, SoundCloudError
+
+        assert track.soundcloud.urn is not None
+        try:
+            self.client().update_track(track.soundcloud.urn, {"sharing": "private"})
+        except NEEDS_USER as exc:
+            wait_for_user(self.store, self.announce, track.id, exc)
+            return False
+        except SoundCloudError as exc:
+            when = at(self.clock(), backoff_seconds(1, 2.0, 60.0, self.rng, exc.retry_after))
+            self.store.update(
+                track.id,
+                lambda t: setattr(t, "next_attempt_at", when),
+                note=f"check failed: making it private until release: {exc}",
+            )
+            self.wake(track.id, when)
+            return False
+
+        def hidden(t: Track) -> None:
+            t.soundcloud.sharing = "private"
+            t.soundcloud.sent_fields = {**t.soundcloud.sent_fields, "sharing": "private"}
+
+        self.store.update(track.id, hidden, note="made private until its release time")
+        return True
 
     def release(self, track_id: str) -> None:
         """Flip the track to its sidecar's sharing (public, normally). Never raises."""
@@ -173,7 +203,10 @@ class Publisher:
             elif track.state == State.SCHEDULED or track.soundcloud.sharing != target_sharing(
                 track
             ):
-                # The release time was taken out or has passed: it goes to its sharing now.
+                # The release time was taken out or has passed, or the sharing changed: it goes
+                # to its sharing now, as a scheduled release (retried like one if that fails).
+                if track.state == State.PUBLISHED:
+                    self.store.transition(track_id, State.SCHEDULED, note="sharing changed")
                 self.release(track_id)
             track = self.store.get(track_id)
             if track is None:

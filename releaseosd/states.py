@@ -57,6 +57,7 @@ ALLOWED: dict[State, frozenset[State]] = {
     State.FAILED: frozenset(
         {
             State.READY,
+            State.INVALID,
             State.PENDING,
             State.BUILDING,
             State.PROCESSING,

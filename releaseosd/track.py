@@ -60,6 +60,10 @@ class Track(BaseModel):
     preview_path: str | None = None
     artwork_path: str | None = None
     release_at: dt.datetime | None = None
+    # `releaseosd release --now/--at` wins over the sidecar's release_at (and makes it public).
+    user_release: dt.datetime | None = None
+    # Every audio digest ever sent in a POST /tracks: any of them may be on SoundCloud.
+    posted_sha256: list[str] = Field(default_factory=list)
     # SoundCloud has answered 500 only when artwork was attached (soundcloud/api#409): after a
     # few of those in a row the track goes up without artwork, and the producer is told.
     artwork_5xx: int = 0
@@ -70,6 +74,11 @@ class Track(BaseModel):
     created_at: dt.datetime = Field(default_factory=utcnow)
     updated_at: dt.datetime = Field(default_factory=utcnow)
     history: list[HistoryEntry] = Field(default_factory=list)
+
+    @property
+    def maybe_remote(self) -> bool:
+        """Something of this track may be on SoundCloud: it has a URN, or a POST went out."""
+        return self.soundcloud.urn is not None or bool(self.posted_sha256)
 
     def status_row(self) -> dict[str, Any]:
         """The shape `releaseosd status --json` prints: stable, documented, no secrets."""

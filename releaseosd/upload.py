@@ -67,6 +67,9 @@ def track_fields(track: Track, sharing: str) -> TrackFields:
 
 
 def target_sharing(track: Track) -> str:
+    """What the track becomes at its release: `releaseosd release` means public."""
+    if track.user_release is not None:
+        return "public"
     return str(track.metadata.get("sharing") or "private")
 
 
@@ -86,8 +89,10 @@ def wait_for_user(store: Store, announce: Announcer, track_id: str, exc: Excepti
         announce.needs_login(None if isinstance(exc, NeedsLogin) else str(exc))
 
 
-def _attempted_before(track: Track) -> bool:
-    return any(h.state == State.UPLOADING for h in track.history[:-1])
+def _tagged(remote: dict[str, Any], digest: str) -> bool:
+    from releaseosd.soundcloud.tags import has_machine_tag
+
+    return has_machine_tag(remote.get("tag_list"), digest)
 
 
 @dataclass(frozen=True)
@@ -128,14 +133,16 @@ class Uploader:
         )
         posting = False
         try:
-            remote = self._find_earlier_upload(track) if _attempted_before(track) else None
+            remote = self._find_earlier_upload(track)
             if remote is None:
                 self.client().check_quota(self._duration(track))
                 posting = True
-                remote = self._upload(track)
+                sharing = upload_sharing(track)
+                remote = self._upload(track, sharing)
             else:
+                sharing = str(remote.get("sharing") or "private")
                 log.info("%s: found on SoundCloud as %s; adopting it", track.title, remote["urn"])
-            self._record_upload(track, remote)
+            self._record_upload(track, remote, sharing)
         except NEEDS_USER as exc:
             wait_for_user(self.store, self.announce, track_id, exc)
         except SoundCloudError as exc:
@@ -145,11 +152,20 @@ class Uploader:
             self._failed_attempt(track_id, exc, posting)
 
     def _find_earlier_upload(self, track: Track) -> dict[str, Any] | None:
-        # An earlier attempt may have reached SoundCloud before we lost the answer (crash,
-        # dropped connection): its machine tag tells, and adopting it beats uploading twice.
-        if not track.sha256:
+        """Before every POST: is any audio this track ever sent already on SoundCloud?
+
+        An attempt may have reached SoundCloud before its answer was lost (a crash, a dropped
+        connection, a timeout after the body was in); the machine tag finds it, and adopting it
+        beats uploading twice. One listing checks every digest the track has posted."""
+        from releaseosd.soundcloud.tags import has_machine_tag
+
+        digests = [d for d in dict.fromkeys([*track.posted_sha256, track.sha256 or ""]) if d]
+        if not digests:
             return None
-        return self.client().find_by_machine_tag(track.sha256)
+        for remote in self.client().my_tracks():
+            if any(has_machine_tag(remote.get("tag_list"), d) for d in digests):
+                return remote
+        return None
 
     def _duration(self, track: Track) -> float | None:
         if track.metadata.get("upload") == "preview":
@@ -157,33 +173,51 @@ class Uploader:
         duration = (track.probe or {}).get("duration")
         return float(duration) if duration is not None else None
 
-    def _upload(self, track: Track) -> dict[str, Any]:
+    def _upload(self, track: Track, sharing: str) -> dict[str, Any]:
         audio = Path(track.audio_path)
         if track.metadata.get("upload") == "preview" and track.preview_path:
             audio = Path(track.preview_path)
         artwork = None
         if track.artwork_path and not track.without_artwork:
             artwork = Path(track.artwork_path)
+        if track.sha256 and track.sha256 not in track.posted_sha256:
+            # Written before the first byte goes out, so a crash mid-POST is looked up later.
+            digest = track.sha256
+            self.store.update(track.id, lambda t: t.posted_sha256.append(digest))
         return self.client().upload_track(
             audio,
-            track_fields(track, upload_sharing(track)),
+            track_fields(track, sharing),
             artwork,
             sha256=track.sha256,
             duration_seconds=self._duration(track),
             check_quota=False,
         )
 
-    def _record_upload(self, track: Track, remote: dict[str, Any]) -> None:
+    def _record_upload(self, track: Track, remote: dict[str, Any], sharing: str) -> None:
+        """`sharing` is what the POST said (or what the adopted copy has), never a recomputed
+        wish: the sidecar may have changed while the upload ran."""
         now = self.clock()
+        remote_digest = next(
+            (d for d in [track.sha256, *track.posted_sha256] if d and _tagged(remote, d)),
+            track.sha256,
+        )
 
         def recorded(t: Track) -> None:
             # The URN is written before anything else happens: from here on the track is known
             # to be on SoundCloud whatever follows.
             t.soundcloud.urn = str(remote["urn"])
             t.soundcloud.permalink_url = remote.get("permalink_url")
-            t.soundcloud.sharing = remote.get("sharing") or upload_sharing(t)
+            t.soundcloud.sharing = str(remote.get("sharing") or sharing)
             t.soundcloud.uploaded_at = t.soundcloud.uploaded_at or now
-            t.soundcloud.sent_fields = track_fields(t, upload_sharing(t)).metadata(t.sha256)
+            t.soundcloud.sent_fields = track_fields(t, sharing).metadata(remote_digest)
+            if remote_digest and remote_digest != t.sha256:
+                # An earlier export is what SoundCloud has; the newer audio stays local.
+                t.local_change = {
+                    "sha256": t.sha256,
+                    "seen_at": now.isoformat(),
+                    "path": t.audio_path,
+                }
+                t.sha256 = remote_digest
             t.state = State.PROCESSING
             t.last_error = None
             t.offline_attempts = 0
@@ -215,7 +249,12 @@ class Uploader:
             return
         except SoundCloudError as exc:
             log.warning("%s: checking processing failed (%s); will check again", track.title, exc)
-            self._poll_later(track_id, self._check_delay(track), retry_after=exc.retry_after)
+            self._poll_later(
+                track_id,
+                self._check_delay(track),
+                retry_after=exc.retry_after,
+                note=f"check failed: {exc}",
+            )
             return
         state = remote.get("state")
         if state in (None, "finished"):
@@ -237,9 +276,11 @@ class Uploader:
             self.rng,
         )
 
-    def _poll_later(self, track_id: str, seconds: float, retry_after: float | None = None) -> None:
+    def _poll_later(
+        self, track_id: str, seconds: float, retry_after: float | None = None, note: str = ""
+    ) -> None:
         when = at(self.clock(), max(seconds, (retry_after or 0) + 0.05))
-        self.store.update(track_id, lambda t: setattr(t, "next_attempt_at", when))
+        self.store.update(track_id, lambda t: setattr(t, "next_attempt_at", when), note=note)
         self.wake(track_id, when)
 
     def _processing_failed(self, track_id: str) -> None:
@@ -254,7 +295,12 @@ class Uploader:
             self.client().delete_track(urn)
         except SoundCloudError as exc:
             log.warning("%s: could not delete failed upload %s (%s)", track.title, urn, exc)
-            self._poll_later(track_id, self._check_delay(track), retry_after=exc.retry_after)
+            self._poll_later(
+                track_id,
+                self._check_delay(track),
+                retry_after=exc.retry_after,
+                note=f"check failed: deleting {urn}: {exc}",
+            )
             return
         self._back_to_ready(
             track, f"SoundCloud could not process {urn}; deleted it to upload again"

@@ -1,0 +1,128 @@
+"""What the producer decided survives restarts and reloads: a copy is never a second upload, a
+release time set with the CLI wins over the sidecar, a sharing change is carried out, and a
+login problem waits quietly for the producer instead of looping."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from daemon_harness import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    ThreadedDaemon,
+    by_title,
+    daemon_env,
+    make_audio,
+    read_tracks,
+    wait_for,
+    write_config,
+)
+
+from releaseosd.soundcloud.sandbox import Sandbox
+from releaseosd.soundcloud.tokens import TokenSet
+from releaseosd.states import State
+
+
+def test_a_copy_of_the_same_audio_is_never_uploaded_even_after_restarts(
+    tmp_path: Path, sandbox: Sandbox, token_store: Any
+) -> None:
+    config = write_config(tmp_path, sandbox.base_url)
+    exports, state = tmp_path / "exports", tmp_path / "state"
+    (exports / "release.yaml").write_text("sharing: public\ngenre: House\n")
+    make_audio(exports / "Night Drive.wav", freq=700)
+    with ThreadedDaemon(config, token_store):
+        wait_for(
+            lambda: (t := by_title(state).get("Night Drive")) and t.state == State.RELEASED,
+            what="original released",
+        )
+        make_audio(exports / "Night Drive (backup).wav", freq=700)
+        wait_for(
+            lambda: (t := by_title(state).get("Night Drive (backup)")) and t.state == State.INVALID,
+            what="copy refused",
+        )
+    for _ in range(2):  # every start reports every file again
+        with ThreadedDaemon(config, token_store):
+            time.sleep(1.5)  # let the start-up scan and a few ticks run; nothing should change
+    tracks = by_title(state)
+    assert tracks["Night Drive (backup)"].state == State.INVALID
+    assert "the same audio as 'Night Drive'" in (tracks["Night Drive (backup)"].last_error or "")
+    assert len(sandbox.tracks()) == 1
+
+
+def test_release_at_set_with_the_cli_survives_a_restart(
+    tmp_path: Path, sandbox: Sandbox, token_store: Any
+) -> None:
+    config = write_config(tmp_path, sandbox.base_url)
+    exports, state = tmp_path / "exports", tmp_path / "state"
+    (exports / "Keep.yaml").write_text("title: Keep My Date\nsharing: private\n")
+    make_audio(exports / "Keep.wav", freq=710)
+    with ThreadedDaemon(config, token_store):
+        wait_for(
+            lambda: (t := by_title(state).get("Keep My Date")) and t.state == State.PUBLISHED,
+            what="published privately",
+        )
+    when = (dt.datetime.now().astimezone() + dt.timedelta(days=3)).replace(microsecond=0)
+    result = subprocess.run(
+        [sys.executable, "-m", "releaseosd", "--config", str(config), "release", "Keep My Date",
+         "--at", when.isoformat()],
+        env=daemon_env(tmp_path), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    with ThreadedDaemon(config, token_store):
+        time.sleep(1.5)  # the start-up scan re-reads the sidecar, which says nothing of a date
+        track = by_title(state)["Keep My Date"]
+    assert track.state == State.SCHEDULED
+    assert track.release_at == when
+    assert next(iter(sandbox.tracks()))["sharing"] == "private"
+
+
+def test_a_published_track_whose_sidecar_turns_public_goes_public(
+    tmp_path: Path, sandbox: Sandbox, token_store: Any
+) -> None:
+    config = write_config(tmp_path, sandbox.base_url)
+    exports, state = tmp_path / "exports", tmp_path / "state"
+    sidecar = exports / "Flip.yaml"
+    sidecar.write_text("title: Flip\nsharing: private\n")
+    make_audio(exports / "Flip.wav", freq=720)
+    with ThreadedDaemon(config, token_store):
+        wait_for(
+            lambda: (t := by_title(state).get("Flip")) and t.state == State.PUBLISHED,
+            what="published",
+        )
+        sandbox.faults.push(503, match="PUT /tracks/{track_urn}")  # the first try fails
+        sidecar.write_text("title: Flip\nsharing: public\n")
+        wait_for(lambda: by_title(state)["Flip"].state == State.RELEASED, what="retried release")
+    assert next(iter(sandbox.tracks()))["sharing"] == "public"
+
+
+def test_a_login_problem_waits_quietly_until_the_user_acts(
+    tmp_path: Path, sandbox: Sandbox, token_store: Any, notification_bus: Any
+) -> None:
+    config = write_config(tmp_path, sandbox.base_url)
+    exports, state = tmp_path / "exports", tmp_path / "state"
+    # An expired token and no client secret: renewing is impossible until `auth setup`.
+    pair = sandbox.issue_tokens(CLIENT_ID)
+    token_store.set_tokens(
+        CLIENT_ID, TokenSet(pair.access_token, pair.refresh_token, time.time() - 10)
+    )
+    token_store.backend().delete_password("releaseosd", f"client_secret:{CLIENT_ID}")
+    (exports / "Wait.yaml").write_text("title: Waiting Song\nsharing: public\n")
+    make_audio(exports / "Wait.wav", freq=730)
+    with ThreadedDaemon(config, token_store):
+        wait_for(
+            lambda: (t := by_title(state).get("Waiting Song")) and t.state == State.NEEDS_LOGIN,
+            what="waiting for the user",
+        )
+        requests_then = len(sandbox.requests)
+        time.sleep(2.0)  # many ticks: nothing may loop
+        assert len(sandbox.requests) == requests_then
+        assert len(notification_bus.received()) == 1
+        assert by_title(state)["Waiting Song"].attempts == 0
+        token_store.set_client_secret(CLIENT_ID, CLIENT_SECRET)  # the user runs `auth setup`
+        wait_for(lambda: by_title(state)["Waiting Song"].state == State.RELEASED, what="carried on")
+    assert len(read_tracks(state)) == 1 and len(sandbox.tracks()) == 1
