@@ -1,10 +1,33 @@
-"""Shared test set-up: every test gets its own HOME/XDG dirs so nothing touches the real user's."""
+"""Shared test set-up: every test gets its own HOME/XDG dirs so nothing touches the real user's;
+and the fixtures that end-to-end tests of several folders use: `sandbox` (the SoundCloud stand-in
+over loopback HTTP, every request checked against SoundCloud's spec when the test ends) and
+`token_store` (a real keyring backend holding a sandbox login, in the file that
+`daemon_env(tmp_path)` selects for child processes too). tests/soundcloud has its own `sandbox`."""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+_TESTS = Path(__file__).resolve().parent
+for _folder in ("daemon", "soundcloud"):
+    if str(_TESTS / _folder) not in sys.path:
+        sys.path.insert(0, str(_TESTS / _folder))
+
+from daemon_harness import (  # noqa: E402
+    CLIENT_ID,
+    CLIENT_SECRET,
+    file_token_store,
+    keyring_file,
+    log_in,
+)
+from spec_check import SPEC_PATH, check_request, load_spec  # noqa: E402
+
+from releaseosd.soundcloud.sandbox import RecordedRequest, Sandbox  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -39,3 +62,41 @@ def write(tmp_path: Path):  # type: ignore[no-untyped-def]
         return path
 
     return _write
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
+    box = Sandbox(
+        data_dir=tmp_path / "sandbox",
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        processing_seconds=0.2,
+    )
+    box.start()
+    yield box
+    box.stop()
+    # Every request the daemon sent in the test must be one SoundCloud's own spec documents.
+    if SPEC_PATH.exists():
+        spec = load_spec()
+        # A request the sandbox answered with an injected fault before parsing its body has no
+        # fields on record; there is nothing to check in it.
+        parsed = [r for r in box.requests if not _answered_by_a_fault(r)]
+        problems = [f"{r.method} {r.path}: {p}" for r in parsed for p in check_request(r, spec)]
+        assert problems == [], "requests that do not match openapi.yaml:\n" + "\n".join(problems)
+
+
+def _answered_by_a_fault(rec: RecordedRequest) -> bool:
+    """An injected 429/5xx answered before the body was parsed leaves no fields to check."""
+    unparsed = (rec.content_type == "multipart/form-data" and not rec.form and not rec.files) or (
+        rec.content_type == "application/json" and rec.json_body is None
+    )
+    return unparsed and (rec.status == 429 or rec.status >= 500 or rec.status == 422)
+
+
+@pytest.fixture
+def token_store(tmp_path: Path, sandbox: Sandbox) -> Any:
+    """keyrings.alt's file keyring where `daemon_env(tmp_path)` points child processes,
+    holding a sandbox login."""
+    store = file_token_store(keyring_file(tmp_path))
+    log_in(store, sandbox)
+    return store

@@ -60,6 +60,34 @@ def make_audio(path: Path, seconds: float = 2.0, freq: int = 440, codec: str = "
     return path
 
 
+def keyring_file(root: Path) -> Path:
+    """Where keyrings.alt's PlaintextKeyring keeps its file under daemon_env(root)."""
+    return root / "xdg-data" / "python_keyring" / "keyring_pass.cfg"
+
+
+def file_token_store(path: Path) -> Any:
+    """A real keyring backend (keyrings.alt's file keyring) behind releaseosd's TokenStore."""
+    from keyrings.alt.file import PlaintextKeyring  # type: ignore[import-untyped]
+
+    from releaseosd.soundcloud.tokens import TokenStore
+
+    backend = PlaintextKeyring()
+    backend.file_path = str(path)
+    return TokenStore(backend=backend)
+
+
+def log_in(store: Any, sandbox: Any) -> None:
+    """What `auth setup` + `auth login` leave in the keyring, minted directly by the sandbox."""
+    from releaseosd.soundcloud.tokens import TokenSet
+
+    pair = sandbox.issue_tokens(CLIENT_ID)
+    store.set_client_secret(CLIENT_ID, CLIENT_SECRET)
+    store.set_tokens(
+        CLIENT_ID,
+        TokenSet(pair.access_token, pair.refresh_token, time.time() + float(pair.expires_in)),
+    )
+
+
 def write_config(root: Path, sandbox_url: str, **extra: Any) -> Path:
     exports = root / "exports"
     exports.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,8 @@ from daemon_harness import (
     CLIENT_ID,
     CLIENT_SECRET,
     daemon_env,
+    file_token_store,
+    keyring_file,
     make_audio,
     read_tracks,
     start_daemon_process,
@@ -45,13 +47,7 @@ def _cli(
 
 
 def _keyring_values(root: Path) -> list[str]:
-    from keyrings.alt.file import PlaintextKeyring  # type: ignore[import-untyped]
-
-    from releaseosd.soundcloud.tokens import TokenStore
-
-    backend = PlaintextKeyring()
-    backend.file_path = str(root / "xdg-data" / "python_keyring" / "keyring_pass.cfg")
-    store = TokenStore(backend=backend)
+    store = file_token_store(keyring_file(root))
     tokens = store.get_tokens(CLIENT_ID)
     values = [store.get_client_secret(CLIENT_ID) or ""]
     if tokens is not None:

@@ -15,6 +15,9 @@ from daemon_harness import (
     CLIENT_ID,
     CLIENT_SECRET,
     daemon_env,
+    file_token_store,
+    keyring_file,
+    log_in,
     make_audio,
     read_tracks,
     start_daemon_process,
@@ -29,16 +32,7 @@ from releaseosd.store import Store
 
 def _store_tokens(root: Path, sandbox: Sandbox) -> None:
     """Log in through the same real keyring backend the daemon process will use."""
-    from keyrings.alt.file import PlaintextKeyring  # type: ignore[import-untyped]
-
-    from releaseosd.soundcloud.tokens import TokenSet, TokenStore
-
-    backend = PlaintextKeyring()
-    backend.file_path = str(root / "xdg-data" / "python_keyring" / "keyring_pass.cfg")
-    store = TokenStore(backend=backend)
-    pair = sandbox.issue_tokens(CLIENT_ID)
-    store.set_client_secret(CLIENT_ID, CLIENT_SECRET)
-    store.set_tokens(CLIENT_ID, TokenSet(pair.access_token, pair.refresh_token, time.time() + 3600))
+    log_in(file_token_store(keyring_file(root)), sandbox)
 
 
 def test_sigkill_at_25_random_moments(tmp_path: Path) -> None:

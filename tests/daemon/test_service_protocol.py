@@ -51,10 +51,6 @@ def test_sighup_reloads_watch_folders_without_a_restart(
     tmp_path: Path, sandbox: Sandbox, token_store: object
 ) -> None:
     config = write_config(tmp_path, sandbox.base_url)
-    # The keyring the token_store fixture filled is in this process; the child needs its own.
-    from test_crashes import _store_tokens
-
-    _store_tokens(tmp_path, sandbox)
     log = tmp_path / "daemon.log"
     proc = start_daemon_process(config, tmp_path, log)
     try:

@@ -13,9 +13,9 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from daemon_harness import CLIENT_ID, write_config
+from daemon_harness import CLIENT_ID, file_token_store, write_config
 from fake_notification_server import SessionBus
-from setup_helpers import cli, file_token_store
+from setup_helpers import cli
 
 from releaseosd import doctor
 from releaseosd.config import Config, SoundCloudConfig, WatchFolder, load_config

@@ -11,7 +11,8 @@ from typing import Any
 import click
 import pytest
 from click.testing import CliRunner
-from setup_helpers import cli, file_token_store, keyring_file
+from daemon_harness import file_token_store, keyring_file
+from setup_helpers import cli
 
 from releaseosd.config import load_config
 from releaseosd.init_wizard import (
