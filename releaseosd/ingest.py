@@ -28,7 +28,7 @@ from releaseosd.sidecar import (
     load_sidecar,
     sidecar_for,
 )
-from releaseosd.states import REMOTE, State, TransitionError, is_local
+from releaseosd.states import State, TransitionError, is_local
 from releaseosd.store import Store
 from releaseosd.track import Track, utcnow
 from releaseosd.watcher import is_audio
@@ -446,4 +446,4 @@ def remove_built_files(config: Config, track_id: str) -> None:
     shutil.rmtree(config.state_dir / "tracks" / track_id, ignore_errors=True)
 
 
-__all__ = ["REMOTE", "Ingest", "audio_for_sidecar", "sha256_of"]
+__all__ = ["Ingest", "audio_for_sidecar", "sha256_of"]

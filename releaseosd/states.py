@@ -79,10 +79,6 @@ ALLOWED: dict[State, frozenset[State]] = {
     State.REMOVED: frozenset(),
 }
 
-# Work the daemon still owes a track in this state (the scheduler rebuilds its jobs from these).
-ACTIVE = frozenset(
-    {State.READY, State.UPLOADING, State.PROCESSING, State.SCHEDULED, State.BUILDING, State.PENDING}
-)
 # States in which the audio may already be on SoundCloud.
 REMOTE = frozenset(
     {State.UPLOADING, State.PROCESSING, State.SCHEDULED, State.PUBLISHED, State.RELEASED}
