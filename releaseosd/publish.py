@@ -141,18 +141,15 @@ class Publisher:
         late_by = None
         if track.release_at is not None and now - track.release_at > LATE_AFTER:
             late_by = now - track.release_at
-        self.store.transition(
-            track.id,
-            State.RELEASED if public else State.PUBLISHED,
-            note=f"late by {late_by}" if late_by else "",
-            next_attempt_at=None,
-            last_error=None,
-        )
 
-        def stamp(t: Track) -> None:
+        def done(t: Track) -> None:
+            # One write: nobody may see the new state without its publication time.
+            t.state = State.RELEASED if public else State.PUBLISHED
             t.soundcloud.published_at = now
+            t.next_attempt_at = None
+            t.last_error = None
 
-        self.store.update(track.id, stamp)
+        self.store.update(track.id, done, note=f"late by {late_by}" if late_by else "")
         url = track.soundcloud.permalink_url or ""
         if public:
             self.announce.released(track.title, url, late_by)

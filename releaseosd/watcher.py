@@ -469,11 +469,14 @@ class ExportWatcher:
                     yield path
 
     def _observe_all(self, paths: Iterator[Path]) -> set[Path]:
-        seen: set[Path] = set()
-        for path in paths:
-            seen.add(path)
-            with self._lock:
-                self._tracker.observe(path, self._clock())
+        # One moment for the whole scan, taken before any of its stats (so no wait can start
+        # later than the look that began it): files found together settle together, and a
+        # track and its sidecar are reported in the same tick, sidecar first.
+        seen = set(paths)
+        now = self._clock()
+        with self._lock:
+            for path in sorted(seen):
+                self._tracker.observe(path, now)
         return seen
 
     def _scan_all(self) -> None:
