@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from releaseosd.states import REMOTE, State
 from releaseosd.store import Store
-from releaseosd.track import Track, utcnow
+from releaseosd.track import Track, status_rows, utcnow
 
 if TYPE_CHECKING:
     from releaseosd.soundcloud.client import SoundCloudClient
@@ -56,8 +56,7 @@ class Commands:
         self.clock = clock
 
     def status(self) -> list[dict[str, Any]]:
-        tracks = sorted(self.store.all(), key=lambda t: t.created_at)
-        return [t.status_row() for t in tracks]
+        return status_rows(self.store.all())
 
     def retry(self, ref: str) -> str:
         track = resolve(self.store, ref)

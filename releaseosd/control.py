@@ -21,7 +21,7 @@ from typing import Any
 from releaseosd.commands import CommandError, Commands
 from releaseosd.config import Config
 from releaseosd.store import STORE_FILE, AtomicJSONStorage, OwnerLock, Store
-from releaseosd.track import Track
+from releaseosd.track import Track, status_rows
 
 log = logging.getLogger("releaseosd.control")
 
@@ -46,9 +46,23 @@ def read_rows(config: Config) -> list[dict[str, Any]]:
         rows = request(config, "GET", "/status")
         return list(rows)
     data = AtomicJSONStorage(config.state_dir / STORE_FILE).read() or {}
-    tracks = [Track.model_validate(doc) for doc in (data.get("tracks") or {}).values()]
-    tracks.sort(key=lambda t: t.created_at)
-    return [t.status_row() for t in tracks]
+    return status_rows(Track.model_validate(doc) for doc in (data.get("tracks") or {}).values())
+
+
+def dispatch(commands: Commands, name: str, body: dict[str, Any]) -> Any:
+    """One command by name with its JSON body: the daemon's socket and the daemon-less CLI."""
+    if name == "retry":
+        return commands.retry(str(body["track"]))
+    if name == "release":
+        when = dt.datetime.fromisoformat(body["at"]) if body.get("at") else None
+        return commands.release(str(body["track"]), when)
+    if name == "remove":
+        return commands.remove(str(body["track"]), bool(body.get("remote")))
+    if name == "pause":
+        return commands.pause()
+    if name == "resume":
+        return commands.resume()
+    raise CommandError(f"unknown command {name}")
 
 
 # --- server (in the daemon) ----------------------------------------------------------------------
@@ -89,21 +103,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(200, {"message": result})
 
     def _dispatch(self, name: str, body: dict[str, Any]) -> Any:
-        commands = self.server.commands
-        if name == "retry":
-            return commands.retry(str(body["track"]))
-        if name == "release":
-            when = dt.datetime.fromisoformat(body["at"]) if body.get("at") else None
-            return commands.release(str(body["track"]), when)
-        if name == "remove":
-            return commands.remove(str(body["track"]), bool(body.get("remote")))
-        if name == "pause":
-            return commands.pause()
-        if name == "resume":
-            return commands.resume()
         if name in self.server.extra:
             return self.server.extra[name](body)
-        raise CommandError(f"unknown command {name}")
+        return dispatch(self.server.commands, name, body)
 
     def _answer(self, status: int, data: Any) -> None:
         raw = json.dumps(data, ensure_ascii=False).encode()
@@ -191,15 +193,6 @@ def run_command(config: Config, name: str, body: dict[str, Any]) -> str:
     except DaemonNotRunning:
         pass
     with direct(config) as commands:
-        if name == "retry":
-            return commands.retry(body["track"]) + " (when the daemon runs)"
-        if name == "release":
-            when = dt.datetime.fromisoformat(body["at"]) if body.get("at") else None
-            return commands.release(body["track"], when) + " (when the daemon runs)"
-        if name == "remove":
-            return commands.remove(body["track"], bool(body.get("remote")))
-        if name == "pause":
-            return commands.pause()
-        if name == "resume":
-            return commands.resume()
-    raise CommandError(f"unknown command {name}")
+        said = str(dispatch(commands, name, body))
+    # Without a daemon nothing is uploaded or released until one runs.
+    return said + " (when the daemon runs)" if name in ("retry", "release") else said

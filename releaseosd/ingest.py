@@ -7,6 +7,7 @@ whether the export is really complete; hashing, preview and artwork run on the b
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import logging
 import shutil
@@ -56,12 +57,8 @@ def audio_for_sidecar(sidecar: Path) -> list[Path]:
         return sorted(p for p in folder.iterdir() if is_audio(p) and p.is_file())
     # Any case of the extension: "Night Drive.WAV" belongs to "Night Drive.yaml" too.
     return sorted(
-        p for p in folder.glob(glob_escape(sidecar.stem) + ".*") if is_audio(p) and p.is_file()
+        p for p in folder.glob(glob.escape(sidecar.stem) + ".*") if is_audio(p) and p.is_file()
     )
-
-
-def glob_escape(text: str) -> str:
-    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
 
 
 class Ingest:
@@ -268,31 +265,26 @@ class Ingest:
                 return self.store.update(
                     twin.id, lambda t: setattr(t, "audio_path", str(path)), note="moved"
                 )
-        track = Track(
+        if twins:
+            self._mark_invalid(path, None, self._twin_message(path, twins[0]), sha)
+            return None
+        return self.store.insert(self._new_track(path, sha256=sha))
+
+    def _new_track(self, path: Path, **fields: Any) -> Track:
+        return Track(
             audio_path=str(path),
             title=path.stem,
-            sha256=sha,
             watch_root=str(self.watch_root_for(path) or path.parent),
+            **fields,
         )
-        if not twins:
-            return self.store.insert(track)
-        track.state = State.INVALID
-        track.last_error = self._twin_message(path, twins[0])
-        log.warning("%s", track.last_error)
-        self.store.insert(track)
-        return None
 
-    def _mark_invalid(self, path: Path, track: Track | None, message: str) -> None:
+    def _mark_invalid(
+        self, path: Path, track: Track | None, message: str, sha: str | None = None
+    ) -> None:
         log.warning("%s", message)
         if track is None:
-            track = self.store.insert(
-                Track(
-                    audio_path=str(path),
-                    title=path.stem,
-                    watch_root=str(self.watch_root_for(path) or path.parent),
-                    state=State.INVALID,
-                    last_error=message,
-                )
+            self.store.insert(
+                self._new_track(path, sha256=sha, state=State.INVALID, last_error=message)
             )
             return
         if is_local(track.state):

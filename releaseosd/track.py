@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -103,3 +104,8 @@ class Track(BaseModel):
 
 def _iso(value: dt.datetime | None) -> str | None:
     return value.isoformat() if value else None
+
+
+def status_rows(tracks: Iterable[Track]) -> list[dict[str, Any]]:
+    """`releaseosd status` rows, oldest track first."""
+    return [t.status_row() for t in sorted(tracks, key=lambda t: (t.created_at, t.id))]
