@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -24,40 +25,40 @@ CLIENT_SECRET = "e2e-secret-value-123"
 _audio_cache: dict[tuple[float, str, int], bytes] = {}
 
 
-def make_audio(path: Path, seconds: float = 2.0, freq: int = 440, codec: str = "pcm_s16le") -> Path:
-    """Real audio made by ffmpeg; each frequency gives different bytes (a different track)."""
-    key = (seconds, codec, freq)
+def make_audio(
+    path: Path,
+    seconds: float = 2.0,
+    freq: int = 440,
+    codec: str = "pcm_s16le",
+    channels: int = 2,
+    options: tuple[str, ...] = (),
+) -> Path:
+    """Real audio made by ffmpeg, in the format the suffix names, renamed into place as many
+    DAWs do; each frequency gives different bytes (a different track)."""
+    key = (seconds, codec, freq, channels, options, path.suffix.lower())
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
+    tmp = path.parent / f".{path.name}.tmp{path.suffix}"
     if key not in _audio_cache:
         # To a file, not a pipe: ffmpeg patches the WAV header's sizes at the end, which a pipe
         # cannot take (and releaseosd rightly treats such a header as an unfinished export).
         subprocess.run(
-            [
-                "ffmpeg",
-                "-v",
-                "error",
-                "-y",
-                "-f",
-                "lavfi",
-                "-i",
-                f"sine=frequency={freq}:duration={seconds}",
-                "-ac",
-                "2",
-                "-ar",
-                "44100",
-                "-c:a",
-                codec,
-                "-f",
-                "wav",
-                str(tmp),
-            ],
+            ["ffmpeg", "-v", "error", "-y", "-f", "lavfi",
+             "-i", f"sine=frequency={freq}:duration={seconds}",
+             "-ac", str(channels), "-ar", "44100", "-c:a", codec, *options, str(tmp)],
             check=True,
-        )
+        )  # fmt: skip
         _audio_cache[key] = tmp.read_bytes()
-    tmp.write_bytes(_audio_cache[key])
+    else:
+        tmp.write_bytes(_audio_cache[key])
     os.replace(tmp, path)
     return path
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (yet)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def keyring_file(root: Path) -> Path:

@@ -4,7 +4,6 @@ chosen by PYTHON_KEYRING_BACKEND; and no token or secret ever shows up outside t
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from daemon_harness import (
     CLIENT_SECRET,
     daemon_env,
     file_token_store,
+    free_port,
     keyring_file,
     make_audio,
     read_tracks,
@@ -25,12 +25,6 @@ from daemon_harness import (
 
 from releaseosd.soundcloud.sandbox import Sandbox
 from releaseosd.states import State
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _cli(
@@ -59,7 +53,7 @@ def test_setup_login_run_status_logout_and_no_secret_leaks(
     tmp_path: Path, sandbox: Sandbox
 ) -> None:
     config = write_config(tmp_path, sandbox.base_url)
-    port = _free_port()
+    port = free_port()
     config.write_text(
         config.read_text().replace(
             f"  auth_url: {sandbox.base_url}\n",

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from daemon_harness import ThreadedDaemon, read_tracks, wait_for, write_config
+from daemon_harness import ThreadedDaemon, make_audio, read_tracks, wait_for, write_config
 from PIL import Image
 
 from releaseosd.states import State
@@ -29,28 +29,8 @@ FORMATS = {
 
 
 def ffmpeg_audio(path: Path, seconds: float, channels: int, freq: int, opts: list[str]) -> Path:
-    tmp = path.parent / f".{path.name}.tmp{path.suffix}"
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            f"sine=frequency={freq}:duration={seconds}",
-            "-ac",
-            str(channels),
-            "-ar",
-            "44100",
-            *opts,
-            str(tmp),
-        ],
-        check=True,
-    )
-    os.replace(tmp, path)  # rename into place, as many DAWs do
-    return path
+    codec, *rest = opts[1:]  # ["-c:a", CODEC, *more]
+    return make_audio(path, seconds, freq, codec, channels, tuple(rest))
 
 
 def duration_of(path: Path) -> float:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ from daemon_harness import (
     CLIENT_SECRET,
     ThreadedDaemon,
     by_title,
+    free_port,
     make_audio,
     wait_for,
     write_config,
@@ -21,16 +21,10 @@ from releaseosd.soundcloud.sandbox import Sandbox
 from releaseosd.states import State
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_offline_for_a_while_then_back_does_not_use_up_attempts(
     tmp_path: Path, token_store: Any, sandbox: Sandbox
 ) -> None:
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     # Tokens were issued by the fixture's sandbox; this one plays the same account, later.
     config = write_config(tmp_path, url, uploads={"max_attempts": 4, "backoff_max_seconds": 0.5})
