@@ -24,6 +24,10 @@ _PADDING = 0.08  # of the edge, on every side
 _BAR_FILL = 0.62  # of each bar's slot; the rest is the gap
 _TITLE_SHARE = 0.07  # title cap height, of the edge
 
+# Pillow loads its format plugins on the first open or save (~20 ms, most of a render): pay that
+# once when the daemon imports this module, not inside the first track's build.
+Image.preinit()
+
 
 class ArtworkProblem(Exception):
     """Supplied artwork that cannot be used; the message names the file and the fix."""
@@ -142,8 +146,8 @@ def render_waveform(
         image.paste(_rgba(foreground), (0, 0), mask)
     else:
         # Two colours and their blends fit a palette: a third of the bytes of RGB to compress,
-        # which is most of the time spent here.
-        image = Image.frombytes("P", mask.size, mask.tobytes())
+        # which is most of the time spent here. putpalette turns the L mask into P in place.
+        image = mask
         image.putpalette(_palette(background, foreground))
     _write_atomically(image, out)
     return out

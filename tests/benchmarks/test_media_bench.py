@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -48,7 +49,7 @@ after_imports = hwm_mb()
 start = time.perf_counter()
 info = probe(source)
 result = scan(source, info, 120, 30.0, ff)
-render_waveform(result, ArtworkConfig(), out)
+render_waveform(result, ArtworkConfig(), out, "Night Drive")  # titled, as the daemon draws it
 seconds = time.perf_counter() - start
 print(json.dumps({
     "seconds": seconds,
@@ -159,16 +160,27 @@ def test_artwork_of_compressed_input_against_a_plain_decode(
     source = files[kind]
     null = [str(ff.ffmpeg), "-nostdin", "-v", "error", "-i", str(source), "-f", "null", "-"]
     ours_runs, baseline_runs = [], []
-    for _ in range(5):  # interleaved, so load from elsewhere hits both alike
+    # Interleaved pairs, each side going first in turn. On this shared two-core VM back-to-back
+    # runs of the same ffmpeg command swing by ±20 %, so a ratio of two bests compares two lucky
+    # draws; each pair's own ratio cancels the machine's drift, and their median drops outliers
+    # either way. Both figures are printed; the target is checked on the median pair.
+    for turn in range(11):
+        if turn % 2:
+            baseline_runs.append(_timed(null))
         ours_runs.append(_artwork_child(source, tmp_path / "a.png")["seconds"])
-        baseline_runs.append(_timed(null))
+        if not turn % 2:
+            baseline_runs.append(_timed(null))
+    ratios = sorted(o / b for o, b in zip(ours_runs, baseline_runs, strict=True))
+    paired = statistics.median(ratios)
     ours, baseline = min(ours_runs), min(baseline_runs)
     _report(
         capsys,
-        f"\n[artwork 5-min {kind.upper()}] scan+render {ours:.3f} s vs ffmpeg -f null "
-        f"{baseline:.3f} s = {ours / baseline:.3f}x (target <= 1.3x)",
+        f"\n[artwork 5-min {kind.upper()}] scan+render vs ffmpeg -f null, median of "
+        f"{len(ratios)} paired runs = {paired:.3f}x (target <= 1.3x; pairs "
+        f"{ratios[0]:.2f}..{ratios[-1]:.2f}); best {ours:.3f} s vs best {baseline:.3f} s = "
+        f"{ours / baseline:.3f}x",
     )
-    assert ours <= 1.3 * baseline
+    assert paired <= 1.3
 
 
 def test_preview_from_minute_25_against_ffmpeg(
