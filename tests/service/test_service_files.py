@@ -195,7 +195,6 @@ def test_rendered_plist_has_real_paths() -> None:
 def test_the_templates_are_packaged(tmp_path: Path) -> None:
     # After `pip install` the repo's systemd/ and launchd/ folders are gone: service.py can only
     # read what setuptools put into the package, which needs package-data in pyproject.toml.
-    pytest.importorskip("setuptools")
     shutil.copy(REPO / "pyproject.toml", tmp_path)
     shutil.copytree(
         REPO / "releaseosd", tmp_path / "releaseosd", ignore=shutil.ignore_patterns("__pycache__")
