@@ -58,6 +58,11 @@ def setup_logging(level: str = "INFO") -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 
+RESTART_ONLY = ("state_dir", "soundcloud", "stable_seconds")
+# What a reload puts into effect for the next build, upload or release.
+LIVE_KEYS = ("watch", "uploads", "defaults", "preview", "artwork", "notifications")
+
+
 def _log_failure(future: Future[Any]) -> None:
     """A background job's exception would die with its future: say it in the log."""
     exc = future.exception()
@@ -211,6 +216,9 @@ class Daemon:
             reconcile_seconds=self.reconcile_seconds,
         )
 
+        # A reload hands these the new config: the next build, upload or release reads it.
+        live = (ingest, uploader, publisher)
+
         def rebuild(path: str) -> None:
             builds.submit(ingest.on_stable, Path(path))
 
@@ -246,7 +254,7 @@ class Daemon:
                 sdnotify.watchdog_ping()
                 if self._reload.is_set():
                     self._reload.clear()
-                    self._apply_reload(watcher, notifier)
+                    self._apply_reload(watcher, notifier, live)
             sdnotify.stopping()
             log.info("stopping")
         finally:
@@ -320,7 +328,7 @@ class Daemon:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
-    def _apply_reload(self, watcher: Any, notifier: Any) -> None:
+    def _apply_reload(self, watcher: Any, notifier: Any, live: tuple[Any, ...]) -> None:
         from releaseosd.yamlfile import FileProblems
 
         sdnotify.notify("RELOADING=1")
@@ -330,14 +338,30 @@ class Daemon:
             log.error("config not reloaded, keeping the old one:\n%s", exc)
             sdnotify.ready()
             return
-        if self.sandbox:
-            fresh = fresh.model_copy(
-                update={"soundcloud": self.config.soundcloud, "state_dir": self.config.state_dir}
-            )
-        for key in ("state_dir", "soundcloud", "uploads", "stable_seconds", "preview", "artwork"):
-            if getattr(fresh, key) != getattr(self.config, key):
+        old = self.config
+        # These are bound into running parts (the store's folder, the signed-in client, the
+        # watcher's timers, the upload workers): they change only with a restart.
+        for key in RESTART_ONLY:
+            rehearsal_own = self.sandbox and key in ("state_dir", "soundcloud")
+            if getattr(fresh, key) != getattr(old, key) and not rehearsal_own:
                 log.warning("'%s' changed in the config; it takes effect after a restart", key)
-        watcher.update_folders(fresh.watch)
-        notifier.settings = fresh.notifications
-        log.info("configuration reloaded: watching %s", ", ".join(str(w.path) for w in fresh.watch))
+        if fresh.uploads.concurrency != old.uploads.concurrency:
+            log.warning(
+                "'uploads.concurrency' changed in the config; it takes effect after a restart"
+            )
+        config = fresh.model_copy(
+            update={key: getattr(old, key) for key in RESTART_ONLY}
+            | {"uploads": fresh.uploads.model_copy(update={"concurrency": old.uploads.concurrency})}
+        )
+        applied = [key for key in LIVE_KEYS if getattr(config, key) != getattr(old, key)]
+        self.config = config
+        for part in live:
+            part.config = config
+        watcher.update_folders(config.watch)
+        notifier.settings = config.notifications
+        log.info(
+            "configuration reloaded: watching %s%s",
+            ", ".join(str(w.path) for w in config.watch),
+            f"; now in effect: {', '.join(applied)}" if applied else "",
+        )
         sdnotify.ready()

@@ -339,11 +339,12 @@ class Ingest:
         from releaseosd.media.build import build_assets
         from releaseosd.media.probe import AudioProblem
 
-        out_dir = self.config.state_dir / "tracks" / track_id
+        config = self.config  # one config for the whole build, even if a reload swaps it
+        out_dir = config.state_dir / "tracks" / track_id
         for _ in range(3):
             try:
                 out_dir.mkdir(parents=True, exist_ok=True)
-                built = build_assets(path, sidecar, self.config, out_dir)
+                built = build_assets(path, sidecar, config, out_dir)
             except AudioProblem as exc:
                 self._finish_invalid(track_id, str(exc))
                 return
@@ -364,7 +365,7 @@ class Ingest:
                 break
             sidecar = fresh  # edited in a way that changes the preview or artwork: again
         tags = asdict(built.info.tags) if hasattr(built.info, "tags") else {}
-        meta = effective(self.config.defaults, sidecar, path, tags)
+        meta = effective(config.defaults, sidecar, path, tags)
         meta["title"] = built.title if not sidecar.title else sidecar.title
         release_at = sidecar.release_at
 

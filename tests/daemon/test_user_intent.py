@@ -126,3 +126,53 @@ def test_a_login_problem_waits_quietly_until_the_user_acts(
         token_store.set_client_secret(CLIENT_ID, CLIENT_SECRET)  # the user runs `auth setup`
         wait_for(lambda: by_title(state)["Waiting Song"].state == State.RELEASED, what="carried on")
     assert len(read_tracks(state)) == 1 and len(sandbox.tracks()) == 1
+
+
+def test_a_reload_puts_new_settings_into_effect_and_guards_a_new_folder(
+    tmp_path: Path, sandbox: Sandbox, token_store: Any, caplog: Any
+) -> None:
+    from PIL import Image
+
+    config = write_config(tmp_path, sandbox.base_url)
+    exports, state = tmp_path / "exports", tmp_path / "state"
+    second = tmp_path / "second-folder"
+    second.mkdir()
+    private = tmp_path / "private.png"  # not in any watched folder
+    Image.new("RGB", (900, 900), "red").save(private)
+    with ThreadedDaemon(config, token_store) as daemon:
+        text = config.read_text()
+        text = text.replace("watch:\n", f"watch:\n  - path: {second}\n")
+        text = text.replace("  size: 800\n", "  size: 1000\n")
+        text = text.replace("stable_seconds: 0.3\n", "stable_seconds: 0.4\n")
+        config.write_text(text + "defaults:\n  genre: Techno\n")
+        caplog.set_level("INFO", logger="releaseosd")
+        daemon.daemon.request_reload()
+        wait_for(
+            lambda: any("configuration reloaded" in r.getMessage() for r in caplog.records),
+            what="the reload",
+        )
+
+        # A folder added by the reload is a watched folder like the others: its sidecars may
+        # not reach outside it for artwork.
+        (second / "Leak.yaml").write_text(f"sharing: private\nartwork: {private}\n")
+        make_audio(second / "Leak.wav", freq=520)
+        # New builds use the new defaults and artwork size.
+        (exports / "After.yaml").write_text("sharing: private\n")
+        make_audio(exports / "After.wav", freq=530)
+        wait_for(
+            lambda: (t := by_title(state).get("Leak")) and t.state == State.INVALID,
+            what="the sidecar reaching outside the new folder refused",
+        )
+        after = wait_for(
+            lambda: (t := by_title(state).get("After")) and t.artwork_path and t,
+            what="a track built after the reload",
+        )
+    leak = by_title(state)["Leak"]
+    assert "outside the watched folder" in (leak.last_error or "")
+    assert after.metadata["genre"] == "Techno"
+    with Image.open(after.artwork_path) as artwork:
+        assert artwork.size == (1000, 1000)
+    assert not any(t["title"] == "Leak" for t in sandbox.tracks())
+    messages = [r.getMessage() for r in caplog.records]
+    assert "'stable_seconds' changed in the config; it takes effect after a restart" in messages
+    assert any("now in effect: watch, defaults, artwork" in m for m in messages)
