@@ -125,6 +125,15 @@ class Ingest:
                 return root
         return None
 
+    def _sidecar_root(self, audio: Path) -> Path:
+        """The folder a sidecar's artwork must stay inside, never none: a folder dropped from the
+        config by a reload leaves its tracks bound to the root they were found in."""
+        root = self.watch_root_for(audio)
+        if root is not None:
+            return root
+        track = self.store.by_audio_path(audio.absolute())
+        return Path(track.watch_root) if track is not None and track.watch_root else audio.parent
+
     def _audio_stable(self, path: Path, sidecar_event: bool = False) -> bool:
         from releaseosd.media.probe import AudioIncomplete, AudioProblem, probe
 
@@ -314,7 +323,7 @@ class Ingest:
             return None, None
         try:
             return (
-                load_sidecar(own, watch_root=self.watch_root_for(audio), folder_defaults=defaults),
+                load_sidecar(own, watch_root=self._sidecar_root(audio), folder_defaults=defaults),
                 None,
             )
         except FileProblems as exc:

@@ -1,0 +1,43 @@
+"""A sidecar's artwork stays inside the folder its track was found in, even after a reload
+drops that folder from the config."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from PIL import Image
+
+from releaseosd.config import Config, WatchFolder
+from releaseosd.ingest import Ingest
+from releaseosd.store import Store
+from releaseosd.track import Track
+
+
+def test_a_folder_dropped_by_a_reload_still_bounds_its_tracks_artwork(tmp_path: Path) -> None:
+    dropped, kept = tmp_path / "dropped", tmp_path / "kept"
+    dropped.mkdir()
+    kept.mkdir()
+    Image.new("RGB", (900, 900), "red").save(tmp_path / "private.png")
+    Image.new("RGB", (900, 900), "blue").save(dropped / "cover.png")
+    audio = dropped / "Song.wav"
+    audio.write_bytes(b"")  # only its name matters here
+    state = tmp_path / "state"
+    store = Store.open(state)
+    try:
+        store.insert(Track(audio_path=str(audio), title="Song", watch_root=str(dropped)))
+        config = Config(watch=[WatchFolder(path=kept)], state_dir=state)
+        with ThreadPoolExecutor(1) as pool:
+            ingest = Ingest(config, store, pool)
+            (dropped / "Song.yaml").write_text(f"artwork: {tmp_path / 'private.png'}\n")
+            sidecar, problems = ingest._sidecar(audio)
+            assert sidecar is None
+            assert problems is not None and "outside the watched folder" in problems
+            assert str(dropped) in problems
+
+            (dropped / "Song.yaml").write_text("artwork: cover.png\n")
+            sidecar, problems = ingest._sidecar(audio)
+            assert problems is None and sidecar is not None
+            assert sidecar.artwork == (dropped / "cover.png").resolve()
+    finally:
+        store.close()
