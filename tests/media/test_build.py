@@ -16,7 +16,8 @@ from releaseosd.config import ArtworkConfig, Config, PreviewConfig
 from releaseosd.media.artwork import ArtworkProblem
 from releaseosd.media.build import build_assets, preview_start
 from releaseosd.media.ffmpeg import Ffmpeg, find_ffmpeg
-from releaseosd.media.probe import AudioIncomplete, AudioProblem
+from releaseosd.media.probe import AudioIncomplete, AudioProblem, probe
+from releaseosd.media.waveform import scan
 from releaseosd.sidecar import Sidecar
 
 Decode = Callable[[Path], tuple[npt.NDArray[np.float32], int, str]]
@@ -139,13 +140,21 @@ def wheel_ffmpeg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ff
         find_ffmpeg.cache_clear()
 
 
-@pytest.mark.parametrize("key", ["mp3-stereo", "m4a-stereo", "wavf32-stereo"])
+@pytest.mark.parametrize("key", ["mp3-stereo", "m4a-stereo", "flac-mono", "wavf32-stereo"])
 def test_the_wheel_ffmpeg_without_ffprobe_is_enough(
-    corpus: dict[str, Track], wheel_ffmpeg: Ffmpeg, tmp_path: Path, key: str
+    corpus: dict[str, Track], ff: Ffmpeg, wheel_ffmpeg: Ffmpeg, tmp_path: Path, key: str
 ) -> None:
     assert wheel_ffmpeg.source == "imageio-ffmpeg" and wheel_ffmpeg.ffprobe is None
-    built = build_assets(corpus[key].path, Sidecar(), CONFIG, tmp_path, ffmpeg=None)
+    path = corpus[key].path
+    built = build_assets(path, Sidecar(), CONFIG, tmp_path, ffmpeg=None)
     assert abs(mp3_file(built.preview).info.length - 5.0) < 0.1
+    # The wheel's ffmpeg is another release: the waveform it decodes must be the system one's
+    # (AAC's priming samples are trimmed differently across releases: a few ms of length).
+    info = probe(path)
+    wheel, system = scan(path, info, 48, 5.0, wheel_ffmpeg), scan(path, info, 48, 5.0, ff)
+    assert wheel.peaks == pytest.approx(system.peaks, abs=1e-3)
+    assert wheel.loudest_start == system.loudest_start
+    assert wheel.duration == pytest.approx(system.duration, abs=0.05)
 
 
 def test_broken_audio_fails_before_writing_anything(
