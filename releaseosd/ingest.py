@@ -132,7 +132,11 @@ class Ingest:
         if root is not None:
             return root
         track = self.store.by_audio_path(audio.absolute())
-        return Path(track.watch_root) if track is not None and track.watch_root else audio.parent
+        if track is not None and track.watch_root:
+            recorded = Path(track.watch_root)
+            if audio.absolute().is_relative_to(recorded):
+                return recorded
+        return audio.parent
 
     def _audio_stable(self, path: Path, sidecar_event: bool = False) -> bool:
         from releaseosd.media.probe import AudioIncomplete, AudioProblem, probe
@@ -271,13 +275,20 @@ class Ingest:
             if not Path(twin.audio_path).exists():
                 # The same audio at a new path: a move or a rename into place, not a new track.
                 log.info("%s: moved from %s", path, twin.audio_path)
-                return self.store.update(
-                    twin.id, lambda t: setattr(t, "audio_path", str(path)), note="moved"
-                )
+                return self.store.update(twin.id, self._moved_to(path), note="moved")
         if twins:
             self._mark_invalid(path, None, self._twin_message(path, twins[0]), sha)
             return None
         return self.store.insert(self._new_track(path, sha256=sha))
+
+    def _moved_to(self, path: Path) -> Callable[[Track], None]:
+        root = str(self.watch_root_for(path) or path.parent)
+
+        def move(track: Track) -> None:
+            track.audio_path = str(path)
+            track.watch_root = root  # its sidecar's artwork now stays inside the new folder
+
+        return move
 
     def _new_track(self, path: Path, **fields: Any) -> Track:
         return Track(

@@ -169,7 +169,14 @@ class Uploader:
 
     def _duration(self, track: Track) -> float | None:
         if track.metadata.get("upload") == "preview":
-            return self.config.preview.length
+            # The preview as built: a sidecar's own length, or one from before a reload, is not
+            # the config's.
+            from releaseosd.media.probe import AudioProblem, probe
+
+            try:
+                return probe(Path(track.preview_path or "")).duration
+            except (AudioProblem, OSError):
+                return self.config.preview.length
         duration = (track.probe or {}).get("duration")
         return float(duration) if duration is not None else None
 

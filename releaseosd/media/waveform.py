@@ -229,8 +229,11 @@ def _decoder(path: Path, info: AudioInfo, ffmpeg: Ffmpeg) -> Iterator[subprocess
         "-map", "0:a:0", "-ac", str(info.channels), "-ar", str(info.sample_rate),
         # 64 KB packets written straight to the pipe: ffmpeg's default copies each ~4 KB decoded
         # frame into a 32 KB output buffer first. On the 2-core test VM that copy and the extra
-        # writes were most of the cost over a bare decode (1.12x -> 0.97x for a 5-minute MP3);
-        # the PCM is byte-for-byte the same.
+        # writes were most of the cost over a bare decode (1.12x -> 0.97x for a 5-minute MP3).
+        # The PCM is byte-for-byte the same, except in a stream that changes rate or channels
+        # midway (chained OGG, joined MP3s; no DAW writes one): there ffmpeg 5.1 rebuilds its
+        # filters and drops the part-filled packet, at most 0.37 s of 44.1 kHz per change, which
+        # can only shift a bar's peak.
         "-af", f"asetnsamples=n={_PACKET_FRAMES}:p=0",
         "-f", "s16le", "-acodec", "pcm_s16le",
         "-avioflags", "direct",

@@ -41,3 +41,32 @@ def test_a_folder_dropped_by_a_reload_still_bounds_its_tracks_artwork(tmp_path: 
             assert sidecar.artwork == (dropped / "cover.png").resolve()
     finally:
         store.close()
+
+
+def test_a_moved_track_is_bounded_by_its_new_folder(tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    Image.new("RGB", (900, 900), "blue").save(second / "cover.png")
+    audio = second / "Song.wav"
+    audio.write_bytes(b"")
+    state = tmp_path / "state"
+    store = Store.open(state)
+    try:
+        # Recorded where it was found; since moved to a folder a reload then dropped.
+        track = store.insert(Track(audio_path=str(audio), title="Song", watch_root=str(first)))
+        config = Config(watch=[], state_dir=state)
+        with ThreadPoolExecutor(1) as pool:
+            ingest = Ingest(config, store, pool)
+            (second / "Song.yaml").write_text("artwork: cover.png\n")
+            sidecar, problems = ingest._sidecar(audio)
+            assert problems is None and sidecar is not None
+            assert sidecar.artwork == (second / "cover.png").resolve()
+
+            # A move seen by ingest records the new folder with the track.
+            moved = Config(watch=[WatchFolder(path=second)], state_dir=state)
+            ingest.config = moved
+            updated = store.update(track.id, ingest._moved_to(audio), note="moved")
+            assert updated.watch_root == str(second)
+    finally:
+        store.close()

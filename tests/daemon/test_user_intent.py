@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from daemon_harness import (
     CLIENT_ID,
     CLIENT_SECRET,
@@ -176,3 +177,57 @@ def test_a_reload_puts_new_settings_into_effect_and_guards_a_new_folder(
     messages = [r.getMessage() for r in caplog.records]
     assert "'stable_seconds' changed in the config; it takes effect after a restart" in messages
     assert any("now in effect: watch, defaults, artwork" in m for m in messages)
+
+
+def test_upload_preview_sends_the_preview_as_built_not_the_export(
+    tmp_path: Path, sandbox: Sandbox, token_store: Any
+) -> None:
+    import mutagen.mp3
+
+    config = write_config(tmp_path, sandbox.base_url)  # preview length 1 s in the config
+    exports, state = tmp_path / "exports", tmp_path / "state"
+    (exports / "Teaser.yaml").write_text(
+        "sharing: public\nupload: preview\npreview:\n  start: 1\n  length: 2.5\n"
+    )
+    make_audio(exports / "Teaser.wav", seconds=6.0, freq=640)
+    with ThreadedDaemon(config, token_store):
+        track = wait_for(
+            lambda: (t := by_title(state).get("Teaser")) and t.state == State.RELEASED and t,
+            what="the teaser released",
+        )
+    urn = track.soundcloud.urn
+    assert urn is not None
+    stored = sandbox.upload_of(urn)
+    assert stored.filename == "preview.mp3"
+    assert mutagen.mp3.MP3(stored.path).info.length == pytest.approx(2.5, abs=0.1)
+    (remote,) = sandbox.tracks()
+    # SoundCloud measures what it got: the 2.5 s preview, neither the 6 s export nor the 1 s of
+    # the config's preview length.
+    assert remote["duration"] == pytest.approx(2500, abs=100)
+    assert track.probe is not None and track.probe["duration"] == pytest.approx(6.0, abs=0.05)
+
+
+def test_the_quota_check_counts_the_preview_as_built(tmp_path: Path) -> None:
+    from releaseosd.config import Config
+    from releaseosd.store import Store
+    from releaseosd.track import Track
+    from releaseosd.upload import Stage, Uploader
+
+    preview = make_audio(tmp_path / "preview.mp3", seconds=2.5, codec="libmp3lame")
+    store = Store.open(tmp_path / "state")
+    try:
+        stage = Stage(Config(), store, client=lambda: None, announce=None, wake=None)  # type: ignore[arg-type]
+        uploader = Uploader(stage, after_processed=lambda _id: None)
+        teaser = Track(
+            audio_path=str(tmp_path / "Teaser.wav"),
+            title="Teaser",
+            preview_path=str(preview),
+            metadata={"upload": "preview"},
+            probe={"duration": 360.0},
+        )
+        # Not the config's 30 s, and not the 6-minute export: what will be sent.
+        assert uploader._duration(teaser) == pytest.approx(2.5, abs=0.1)
+        full = teaser.model_copy(update={"metadata": {}})
+        assert uploader._duration(full) == 360.0
+    finally:
+        store.close()
