@@ -339,6 +339,10 @@ class Daemon:
             sdnotify.ready()
             return
         old = self.config
+        if self.sandbox:
+            from releaseosd.rehearsal import rehearsal_watch
+
+            fresh = fresh.model_copy(update={"watch": rehearsal_watch(fresh)})
         # These are bound into running parts (the store's folder, the signed-in client, the
         # watcher's timers, the upload workers): they change only with a restart.
         for key in RESTART_ONLY:

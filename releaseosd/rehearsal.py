@@ -41,6 +41,16 @@ class MemoryKeyring:
         self._items.pop((service, username), None)
 
 
+def rehearsal_watch(config: Config) -> list[WatchFolder]:
+    """The config's folders, or ~/Music/Exports when it names none: a rehearsal on a fresh
+    machine still has somewhere to drop a track."""
+    if config.watch:
+        return list(config.watch)
+    default = Path.home() / "Music" / "Exports"
+    default.mkdir(parents=True, exist_ok=True)
+    return [WatchFolder(path=default)]
+
+
 class Rehearsal:
     def __init__(self, state_dir: Path, port: int = 0) -> None:
         self.secret = secrets.token_urlsafe(24)
@@ -64,15 +74,10 @@ class Rehearsal:
             auth_url=base,
             redirect_uri=SANDBOX_REDIRECT,
         )
-        watch = list(config.watch)
-        if not watch:
-            default = Path.home() / "Music" / "Exports"
-            default.mkdir(parents=True, exist_ok=True)
-            watch = [WatchFolder(path=default)]
         return config.model_copy(
             update={
                 "soundcloud": soundcloud,
-                "watch": watch,
+                "watch": rehearsal_watch(config),
                 "state_dir": rehearsal_state_dir(config),
             }
         )

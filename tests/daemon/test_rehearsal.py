@@ -63,6 +63,18 @@ def test_run_sandbox_on_defaults_releases_a_dropped_track(tmp_path: Path) -> Non
             timeout=30,
         )
         assert json.loads(real.stdout) == []
+
+        # A reload re-reads the (absent) config: the rehearsal's own folder stays watched.
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "configuration reloaded" in log.read_text(), timeout=30, what="reload")
+        assert "now in effect: watch" not in log.read_text()
+        (exports / "Second Steps.yaml").write_text("title: Second Steps\nsharing: public\n")
+        make_audio(exports / "Second Steps.wav", seconds=2.0, freq=440)
+        wait_for(
+            lambda: [r["state"] for r in status()] == ["released", "released"],
+            timeout=60,
+            what="a track dropped after the reload released",
+        )
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0, log.read_text()[-2000:]
