@@ -217,7 +217,7 @@ class Daemon:
         )
 
         # A reload hands these the new config: the next build, upload or release reads it.
-        live = (ingest, uploader, publisher)
+        live = (ingest, stage)
 
         def rebuild(path: str) -> None:
             builds.submit(ingest.on_stable, Path(path))

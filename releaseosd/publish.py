@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from releaseosd.retry import at, backoff_seconds
 from releaseosd.states import State
 from releaseosd.track import Track
-from releaseosd.upload import Stage, target_sharing, track_fields, wait_for_user
+from releaseosd.upload import OnStage, target_sharing, track_fields, wait_for_user
 
 if TYPE_CHECKING:
     pass
@@ -21,16 +21,7 @@ log = logging.getLogger("releaseosd.publish")
 LATE_AFTER = dt.timedelta(seconds=60)
 
 
-class Publisher:
-    def __init__(self, stage: Stage) -> None:
-        self.config = stage.config
-        self.store = stage.store
-        self.client = stage.client
-        self.announce = stage.announce
-        self.wake = stage.wake
-        self.clock = stage.clock
-        self.rng = stage.rng
-
+class Publisher(OnStage):
     def processed(self, track_id: str) -> None:
         """SoundCloud finished processing: schedule the release, or finish now."""
         track = self.store.get(track_id)

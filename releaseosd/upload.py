@@ -95,9 +95,10 @@ def _tagged(remote: dict[str, Any], digest: str) -> bool:
     return has_machine_tag(remote.get("tag_list"), digest)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Stage:
-    """What the stages that talk to SoundCloud (upload, publish) share."""
+    """What the stages that talk to SoundCloud (upload, publish) share. A reload swaps `config`
+    here, once, for both."""
 
     config: Config
     store: Store
@@ -108,15 +109,26 @@ class Stage:
     rng: random.Random = field(default_factory=random.Random)
 
 
-class Uploader:
-    def __init__(self, stage: Stage, after_processed: Callable[[str], None]) -> None:
-        self.config = stage.config
+class OnStage:
+    """Base of Uploader and Publisher: the shared Stage's parts, its config read at each use."""
+
+    def __init__(self, stage: Stage) -> None:
+        self.stage = stage
         self.store = stage.store
         self.client = stage.client
         self.announce = stage.announce
         self.wake = stage.wake
         self.clock = stage.clock
         self.rng = stage.rng
+
+    @property
+    def config(self) -> Config:
+        return self.stage.config
+
+
+class Uploader(OnStage):
+    def __init__(self, stage: Stage, after_processed: Callable[[str], None]) -> None:
+        super().__init__(stage)
         self.after_processed = after_processed
 
     # --- one attempt ---------------------------------------------------------------------------
@@ -135,10 +147,11 @@ class Uploader:
         try:
             remote = self._find_earlier_upload(track)
             if remote is None:
-                self.client().check_quota(self._duration(track))
+                audio, duration = self._payload(track)
+                self.client().check_quota(duration)
                 posting = True
                 sharing = upload_sharing(track)
-                remote = self._upload(track, sharing)
+                remote = self._upload(track, sharing, audio, duration)
             else:
                 sharing = str(remote.get("sharing") or "private")
                 log.info("%s: found on SoundCloud as %s; adopting it", track.title, remote["urn"])
@@ -167,23 +180,24 @@ class Uploader:
                 return remote
         return None
 
-    def _duration(self, track: Track) -> float | None:
-        if track.metadata.get("upload") == "preview":
+    def _payload(self, track: Track) -> tuple[Path, float | None]:
+        """The file to send (the export, or its preview for `upload: preview`) and its length."""
+        if track.metadata.get("upload") == "preview" and track.preview_path:
             # The preview as built: a sidecar's own length, or one from before a reload, is not
             # the config's.
             from releaseosd.media.probe import AudioProblem, probe
 
+            preview = Path(track.preview_path)
             try:
-                return probe(Path(track.preview_path or "")).duration
+                return preview, probe(preview).duration
             except (AudioProblem, OSError):
-                return self.config.preview.length
+                return preview, self.config.preview.length
         duration = (track.probe or {}).get("duration")
-        return float(duration) if duration is not None else None
+        return Path(track.audio_path), float(duration) if duration is not None else None
 
-    def _upload(self, track: Track, sharing: str) -> dict[str, Any]:
-        audio = Path(track.audio_path)
-        if track.metadata.get("upload") == "preview" and track.preview_path:
-            audio = Path(track.preview_path)
+    def _upload(
+        self, track: Track, sharing: str, audio: Path, duration: float | None
+    ) -> dict[str, Any]:
         artwork = None
         if track.artwork_path and not track.without_artwork:
             artwork = Path(track.artwork_path)
@@ -196,7 +210,7 @@ class Uploader:
             track_fields(track, sharing),
             artwork,
             sha256=track.sha256,
-            duration_seconds=self._duration(track),
+            duration_seconds=duration,
             check_quota=False,
         )
 

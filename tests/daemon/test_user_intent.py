@@ -226,8 +226,10 @@ def test_the_quota_check_counts_the_preview_as_built(tmp_path: Path) -> None:
             probe={"duration": 360.0},
         )
         # Not the config's 30 s, and not the 6-minute export: what will be sent.
-        assert uploader._duration(teaser) == pytest.approx(2.5, abs=0.1)
+        audio, seconds = uploader._payload(teaser)
+        assert audio == preview
+        assert seconds == pytest.approx(2.5, abs=0.1)
         full = teaser.model_copy(update={"metadata": {}})
-        assert uploader._duration(full) == 360.0
+        assert uploader._payload(full) == (tmp_path / "Teaser.wav", 360.0)
     finally:
         store.close()
