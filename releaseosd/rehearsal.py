@@ -17,28 +17,12 @@ import httpx
 from releaseosd.config import Config, SoundCloudConfig, WatchFolder, rehearsal_state_dir
 from releaseosd.soundcloud.auth import authorize_url, pkce_pair
 from releaseosd.soundcloud.sandbox import Sandbox
-from releaseosd.soundcloud.tokens import TokenStore, request_tokens
+from releaseosd.soundcloud.tokens import MemoryKeyring, TokenStore, request_tokens
 
 log = logging.getLogger("releaseosd.rehearsal")
 
 SANDBOX_CLIENT_ID = "releaseosd-sandbox"
 SANDBOX_REDIRECT = "http://127.0.0.1:8765/callback"
-
-
-class MemoryKeyring:
-    """Enough of keyring's backend interface for TokenStore; forgets everything on exit."""
-
-    def __init__(self) -> None:
-        self._items: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self._items.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self._items[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        self._items.pop((service, username), None)
 
 
 def rehearsal_watch(config: Config) -> list[WatchFolder]:

@@ -121,6 +121,22 @@ class TokenSet:
         )
 
 
+class MemoryKeyring:
+    """Enough of keyring's backend interface for TokenStore; forgets everything on exit."""
+
+    def __init__(self) -> None:
+        self._items: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self._items.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self._items[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        self._items.pop((service, username), None)
+
+
 class TokenStore:
     """The keyring, for one service name; every failure becomes KeyringUnavailable with a fix."""
 

@@ -67,21 +67,11 @@ CHILD = textwrap.dedent(
     import httpx
     from releaseosd.config import SoundCloudConfig
     from releaseosd.soundcloud.client import SoundCloudClient, TrackFields
-    from releaseosd.soundcloud.tokens import TokenManager, TokenSet, TokenStore
-
-    class Keys:
-        def __init__(self):
-            self.values = {}
-        def get_password(self, service, key):
-            return self.values.get((service, key))
-        def set_password(self, service, key, value):
-            self.values[(service, key)] = value
-        def delete_password(self, service, key):
-            self.values.pop((service, key))
+    from releaseosd.soundcloud.tokens import MemoryKeyring, TokenManager, TokenSet, TokenStore
 
     base, audio = sys.argv[1], Path(sys.argv[2])
     config = SoundCloudConfig(client_id="cid", api_url=base, auth_url=base)
-    store = TokenStore(Keys())
+    store = TokenStore(MemoryKeyring())
     store.set_tokens("cid", TokenSet("tok", "ref", 4e9))
     http = httpx.Client()
     client = SoundCloudClient(config, TokenManager(store, config, http), http)
