@@ -196,9 +196,12 @@ def status(obj: Context, as_json: bool) -> None:
     Example:
       releaseosd status --json | jq '.[] | select(.state == "failed") | .error'
     """
-    from releaseosd.control import read_rows
+    from releaseosd.control import ControlSocketError, read_rows
 
-    rows = read_rows(obj.config)
+    try:
+        rows = read_rows(obj.config)
+    except ControlSocketError as exc:
+        fail(str(exc))
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
@@ -264,6 +267,7 @@ def run(obj: Context, sandbox: bool, log_level: str) -> None:
       releaseosd run --sandbox     no SoundCloud account needed; nothing leaves this machine
       releaseosd run --log-level DEBUG
     """
+    from releaseosd.control import ControlSocketError
     from releaseosd.daemon import Daemon, setup_logging
     from releaseosd.store import StateDirBusy
 
@@ -273,6 +277,10 @@ def run(obj: Context, sandbox: bool, log_level: str) -> None:
         code = Daemon(config, obj.config_path, sandbox=sandbox or obj.rehearsal).run()
     except StateDirBusy as exc:
         fail(str(exc), EXIT_BUSY)
+    except ControlSocketError as exc:
+        # Daemon.run makes the socket before it starts the watcher and scheduler; the owner
+        # lock (an flock) and its daemon threads end with this process.
+        fail(f"cannot start the control socket: {exc}")
     sys.exit(code)
 
 
@@ -468,12 +476,12 @@ def upload(obj: Context, file: Path, sidecar: Path | None, at: str | None) -> No
 
 def _control(obj: Context, name: str, body: dict[str, Any]) -> None:
     from releaseosd.commands import CommandError
-    from releaseosd.control import run_command
+    from releaseosd.control import ControlSocketError, run_command
     from releaseosd.store import StateDirBusy
 
     try:
         click.echo(run_command(obj.config, name, body))
-    except CommandError as exc:
+    except (CommandError, ControlSocketError) as exc:
         fail(str(exc))
     except StateDirBusy as exc:
         fail(f"the daemon seems to be starting or stuck: {exc}", EXIT_BUSY)

@@ -46,6 +46,13 @@ _CAMELOT_RE = re.compile(r"^(1[0-2]|[1-9])[ABab]$")
 _ISRC_RE = re.compile(r"^[A-Z]{2}-?[A-Z0-9]{3}-?[0-9]{2}-?[0-9]{5}$")
 _PERMALINK_RE = r"^[a-z0-9][a-z0-9_-]*$"
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif")
+_PLAYLIST_NAME: dict[str, str | int] = {"type": "string", "minLength": 1, "maxLength": 100}
+# JSON Schema's "date-time" format is RFC 3339, which needs seconds and an offset: editors that
+# check formats would flag `release_at: 2026-12-04T18:00`, local time, which releaseosd accepts.
+_RELEASE_AT_PATTERN = (
+    r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt _]([01][0-9]|2[0-3]):[0-5][0-9]"
+    r"(:[0-5][0-9]([.,][0-9]+)?)?([Zz]|[+-]([01][0-9]|2[0-3]):?[0-5][0-9])?$"
+)
 
 
 class PreviewSpec(BaseModel):
@@ -127,7 +134,16 @@ class Sidecar(SidecarDefaults):
         None, description="Artwork image (PNG/JPEG), relative to the sidecar; default: a waveform."
     )
     playlist: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(
-        None, description="Playlist name, or a list of names, to add the track to."
+        None,
+        description="Playlist name, or a list of names, to add the track to.",
+        # The model stores a list, but a sidecar may give one name (see _one_or_many).
+        json_schema_extra={
+            "anyOf": [
+                dict(_PLAYLIST_NAME),
+                {"type": "array", "items": dict(_PLAYLIST_NAME)},
+                {"type": "null"},
+            ]
+        },
     )
     permalink: str | None = Field(
         None, pattern=_PERMALINK_RE, max_length=255, description="URL slug, e.g. night-drive."
@@ -289,6 +305,10 @@ def check_sidecar_file(path: Path, watch_root: Path | None = None) -> Sidecar:
 
 def json_schema() -> dict[str, Any]:
     schema = Sidecar.model_json_schema(mode="validation")
+    for option in schema["properties"]["release_at"]["anyOf"]:
+        if option.get("format") == "date-time":
+            del option["format"]
+            option["pattern"] = _RELEASE_AT_PATTERN
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = "https://github.com/releaseos/releaseosd/config/sidecar.schema.json"
     schema["title"] = "releaseosd sidecar"
