@@ -605,7 +605,12 @@ def auth_login(obj: Context, no_browser: bool, timeout: float) -> None:
     from releaseosd.soundcloud.auth import login
 
     try:
-        tokens = login(obj.config.soundcloud, open_browser=not no_browser, timeout=timeout)
+        tokens = login(
+            obj.config.soundcloud,
+            open_browser=not no_browser,
+            timeout=timeout,
+            state_dir=obj.config.state_dir,
+        )
     except _soundcloud_errors() as exc:
         fail(str(exc))
     import time
@@ -622,7 +627,7 @@ def auth_status(obj: Context, as_json: bool) -> None:
     from releaseosd.soundcloud.auth import status as login_status
 
     try:
-        info = login_status(obj.config.soundcloud)
+        info = login_status(obj.config.soundcloud, state_dir=obj.config.state_dir)
     except _soundcloud_errors() as exc:
         fail(str(exc))
     if as_json:
@@ -646,7 +651,7 @@ def auth_logout(obj: Context) -> None:
     from releaseosd.soundcloud.auth import logout
 
     try:
-        signed_out = logout(obj.config.soundcloud)
+        signed_out = logout(obj.config.soundcloud, state_dir=obj.config.state_dir)
     except _soundcloud_errors() as exc:
         fail(str(exc))
     click.echo("signed out and forgot the tokens" if signed_out else "forgot the tokens")

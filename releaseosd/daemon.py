@@ -104,7 +104,9 @@ class Daemon:
 
                 store = self._token_store or TokenStore()
                 http = httpx.Client(timeout=30)
-                manager = TokenManager(store, self.config.soundcloud, http)
+                manager = TokenManager(
+                    store, self.config.soundcloud, http, state_dir=self.config.state_dir
+                )
                 self._client = SoundCloudClient(self.config.soundcloud, manager)
             return self._client
 

@@ -358,11 +358,11 @@ def run_checks(
     platform: str = sys.platform,
 ) -> list[Check]:
     """Every check, in the order a producer would fix them."""
-    if soundcloud_status is None and token_store is not None:
+    if soundcloud_status is None:
         from releaseosd.soundcloud.auth import status as login_status
 
         def soundcloud_status(sc: SoundCloudConfig) -> dict[str, Any]:
-            return login_status(sc, store=token_store)
+            return login_status(sc, store=token_store, state_dir=config.state_dir)
 
     checks = [
         Check(

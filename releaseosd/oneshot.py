@@ -193,7 +193,9 @@ def _reporting_client(
             return super().upload_track(audio, fields, artwork, progress or report, **kwargs)
 
     http = httpx.Client(timeout=30)
-    manager = TokenManager(tokens or TokenStore(), config.soundcloud, http)
+    manager = TokenManager(
+        tokens or TokenStore(), config.soundcloud, http, state_dir=config.state_dir
+    )
     return Reporting(config.soundcloud, manager)
 
 

@@ -21,6 +21,7 @@ import webbrowser
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -33,13 +34,17 @@ from releaseosd.soundcloud.errors import (
     LoginFailed,
     NeedsLogin,
     NotConfigured,
+    Retryable,
     SoundCloudError,
 )
 from releaseosd.soundcloud.tokens import (
     InvalidGrant,
+    LoginOutlook,
     TokenManager,
     TokenSet,
     TokenStore,
+    refresh_lock,
+    refresh_lock_path,
     request_tokens,
     sign_out,
 )
@@ -247,9 +252,12 @@ def login(
     store: TokenStore | None = None,
     http: httpx.Client | None = None,
     clock: Callable[[], float] = time.time,
+    state_dir: Path | None = None,
 ) -> TokenSet:
     """Log in in the browser and store the tokens in the keyring.
 
+    The tokens are stored under the refresh lock of `state_dir` (see tokens.refresh_lock_path),
+    so a refresh in the daemon cannot interleave with the write; None: no lock (tests).
     Raises LoginFailed (timeout, wrong state, refused code, denied), NotConfigured (no client id
     or secret), KeyringUnavailable, or the Retryable/Permanent error of the token endpoint.
     """
@@ -268,6 +276,7 @@ def login(
     state = secrets.token_urlsafe(32)
     own_http = http is None
     client = http or httpx.Client(timeout=API_TIMEOUT, headers={"User-Agent": USER_AGENT})
+    lock_path = refresh_lock_path(state_dir) if state_dir is not None else None
 
     def finish(code: str) -> TokenSet:
         form = {
@@ -287,7 +296,8 @@ def login(
                 status=400,
                 soundcloud_message="invalid_grant",
             ) from None
-        store.set_tokens(config.client_id, tokens)
+        with refresh_lock(lock_path):
+            store.set_tokens(config.client_id, tokens)
         return tokens
 
     path = urlsplit(config.redirect_uri).path or "/"
@@ -339,9 +349,17 @@ def status(
     store: TokenStore | None = None,
     http: httpx.Client | None = None,
     clock: Callable[[], float] = time.time,
+    state_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """What `releaseosd auth status` shows: who is logged in, until when, quota; no secrets."""
+    """What `releaseosd auth status` shows: who is logged in, until when, quota; no secrets.
+
+    Asking /me renews the access token when it is due, under the refresh lock of `state_dir`
+    (None: no cross-process lock, for tests), so running this beside the daemon is safe. When
+    SoundCloud has refused to renew the login but the access token still works, `logged_in` is
+    True and `error` says "renewal refused: run 'releaseosd auth login' before HH:MM".
+    """
     store = store or TokenStore()
+    lock_path = refresh_lock_path(state_dir) if state_dir is not None else None
     info: dict[str, Any] = {
         "client_id": config.client_id or None,
         "secret_stored": False,
@@ -357,14 +375,21 @@ def status(
     if not config.client_id:
         info["error"] = "soundcloud.client_id is not set in the config"
         return info
-    info["secret_stored"] = store.get_client_secret(config.client_id) is not None
-    if store.get_tokens(config.client_id) is None:
+    try:
+        with refresh_lock(lock_path):  # a keyring file rewritten in place reads empty mid-write
+            info["secret_stored"] = store.get_client_secret(config.client_id) is not None
+            stored = store.get_tokens(config.client_id)
+    except (NotConfigured, Retryable) as exc:  # the lock file cannot be made, or is held long
+        info["error"] = str(exc)
+        info["logged_in"] = None
+        return info
+    if stored is None:
         info["error"] = f"not logged in; {LOGIN_HINT}"
         return info
     own_http = http is None
     client_http = http or httpx.Client(timeout=API_TIMEOUT, headers={"User-Agent": USER_AGENT})
+    manager = TokenManager(store, config, client_http, clock=clock, state_dir=state_dir)
     try:
-        manager = TokenManager(store, config, client_http, clock=clock)
         me = SoundCloudClient(config, manager, client_http).me()
     except NeedsLogin as exc:
         info["error"] = str(exc)
@@ -382,10 +407,16 @@ def status(
     finally:
         if own_http:
             client_http.close()
-    tokens = store.get_tokens(config.client_id)  # re-read: the /me call may have refreshed
+    try:
+        tokens = manager.current()  # the set in use now: the /me call may have renewed it
+    except (NotConfigured, Retryable):
+        tokens = None  # the lock again; `error` already says what went wrong
     if tokens is not None:
         info["expires_at"] = dt.datetime.fromtimestamp(tokens.expires_at, dt.UTC).isoformat()
         info["expires_in"] = round(tokens.expires_at - clock())
+        outlook = LoginOutlook.of(tokens, bool(info["secret_stored"]), clock())
+        if info["logged_in"] and outlook.problem is not None and info["error"] is None:
+            info["error"] = outlook.problem
     return info
 
 
@@ -394,9 +425,12 @@ def logout(
     *,
     store: TokenStore | None = None,
     http: httpx.Client | None = None,
+    state_dir: Path | None = None,
 ) -> bool:
     """Sign out at SoundCloud (best effort), then forget every secret of this client id.
 
+    The secrets are deleted under the refresh lock of `state_dir` (None: no lock, for tests),
+    so a refresh in flight cannot store tokens again after the logout.
     Returns whether SoundCloud confirmed the sign-out; the local secrets are gone either way.
     """
     store = store or TokenStore()
@@ -412,5 +446,6 @@ def logout(
         finally:
             if own_http:
                 client_http.close()
-    store.delete_all(config.client_id)
+    with refresh_lock(refresh_lock_path(state_dir) if state_dir is not None else None):
+        store.delete_all(config.client_id)
     return signed_out

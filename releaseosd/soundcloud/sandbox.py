@@ -1371,6 +1371,23 @@ class Sandbox:
         return _Response(status, page.encode("utf-8"), "text/html; charset=utf-8")
 
     def _token(self, req: _Request) -> _Response:
+        try:
+            resp = self._token_grant(req)
+        except _HttpError:
+            self._slow_token_answer()
+            raise
+        if self.faults.token_answer_dropped():
+            # Granted and saved (a refresh token has rotated), but the answer never arrives.
+            raise _Dropped
+        self._slow_token_answer()
+        return resp
+
+    def _slow_token_answer(self) -> None:
+        delay = self.faults.token_answer_delay
+        if delay > 0:
+            time.sleep(delay)  # outside self._lock: other requests go on meanwhile
+
+    def _token_grant(self, req: _Request) -> _Response:
         if req.content_type != "application/x-www-form-urlencoded":
             raise _HttpError.oauth(
                 400,

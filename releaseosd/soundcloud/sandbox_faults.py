@@ -3,8 +3,8 @@
 Every kind of trouble SoundCloud's users reported (soundcloud/api issues) can be switched on here:
 5xx answers (half of them HTML pages, as SoundCloud's edge sends them), 429 with or without
 `Retry-After`, uploads whose connection drops after K bytes, processing that ends `failed`, 500s
-only when artwork is attached, and one-off scripted answers ("the next POST /tracks gets a 401
-with an empty body"). Decisions are deterministic for a given seed and sequence of requests, so a
+only when artwork is attached, token answers lost after the refresh token rotated, a slow token
+endpoint, and one-off scripted answers ("the next POST /tracks gets a 401 with an empty body"). Decisions are deterministic for a given seed and sequence of requests, so a
 test that fails fails the same way the next time.
 """
 
@@ -94,6 +94,8 @@ _SETTINGS = (
     "artwork_fails",
     "deny_authorization",
     "apply_to_auth",
+    "drop_token_answers",
+    "token_answer_delay",
     "seed",
 )
 
@@ -126,6 +128,13 @@ class Faults:
     """/authorize redirects back with error=access_denied, as when the user clicks "Deny"."""
     apply_to_auth: bool = False
     """Also inject error_rate/rate-limit faults into /authorize and /oauth/token."""
+    drop_token_answers: int = 0
+    """The next N successful /oauth/token grants are carried out (a refresh token rotates, the
+    old one dies) and then the connection is closed without an answer: an answer lost in
+    transit, a client killed or a laptop asleep mid-request. Counts down to 0 (off)."""
+    token_answer_delay: float = 0.0
+    """Seconds every /oauth/token answer (granted or refused) waits after the grant was decided:
+    a slow link, which widens the window in which two refreshes race."""
     seed: int = 0
     script: list[ScriptedFault] = field(default_factory=list)
     """One-off answers, consumed in order by the first matching request."""
@@ -230,6 +239,14 @@ class Faults:
                     self.drop_upload_after_bytes = None
                     self.drop_upload_times = 1
 
+    def token_answer_dropped(self) -> bool:
+        """Whether to drop the answer of the grant just carried out (and count it)."""
+        with self._lock:
+            if self.drop_token_answers <= 0:
+                return False
+            self.drop_token_answers -= 1
+            return True
+
     def to_json(self) -> dict[str, Any]:
         with self._lock:
             out: dict[str, Any] = {name: getattr(self, name) for name in _SETTINGS}
@@ -281,6 +298,17 @@ def _check(f: Faults) -> None:
         raise ValueError(
             f"processing_outcome must be 'finished' or 'failed', got {f.processing_outcome!r}"
         )
+    if (
+        not isinstance(f.drop_token_answers, int)
+        or isinstance(f.drop_token_answers, bool)
+        or f.drop_token_answers < 0
+    ):
+        raise ValueError(
+            f"drop_token_answers must be a whole number ≥ 0, got {f.drop_token_answers!r}"
+        )
+    delay = f.token_answer_delay
+    if not isinstance(delay, int | float) or isinstance(delay, bool) or not 0 <= delay <= 60:
+        raise ValueError(f"token_answer_delay must be seconds from 0 to 60, got {delay!r}")
     for name in ("artwork_fails", "deny_authorization", "apply_to_auth"):
         if not isinstance(getattr(f, name), bool):
             raise ValueError(f"{name} must be true or false, got {getattr(f, name)!r}")
