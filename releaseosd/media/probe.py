@@ -7,13 +7,20 @@ disk holds, which is what an export still being written (or cut short) looks lik
 mutagen reads tags and the compressed formats. WAV and AIFF headers are read here as well: mutagen
 trusts the header's sizes, the standard `wave` module refuses 24-bit/float/extensible files, and the
 waveform scan needs the exact sample layout to read PCM straight from disk.
+
+probe() is total: whatever the bytes, it returns AudioInfo or raises AudioProblem. The header readers
+check every size and number they read before trusting it (a cut header, an absurd sample rate, a
+chunk that claims gigabytes, a run of empty chunks), and probe() turns anything unforeseen into an
+AudioProblem too, so a damaged file still shows up in `releaseosd status` with a reason.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import math
 import os
+import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +52,13 @@ _NAMES: dict[AudioFormat, str] = {
 }
 _MAX_TEXT_CHUNK = 1 << 20
 _MAX_CHANNELS = 64
+# Real WAV/AIFF files have a handful of chunks and M4As a handful of top-level boxes (fragmented
+# files: two per fragment); more than this is a damaged header, and walking it would take minutes.
+_MAX_CHUNKS = 10_000
+_MAX_BOXES = 100_000
+_MAX_RATE = 10**10  # beyond this a sample rate is not a number worth printing
+
+_log = logging.getLogger(__name__)
 
 
 class AudioProblem(Exception):
@@ -133,6 +147,18 @@ def _incomplete(path: Path, what: str) -> AudioIncomplete:
     return AudioIncomplete(f"{path.name}: {what}: the export looks unfinished or truncated")
 
 
+def _read_at(path: Path, f: BinaryIO, pos: int, n: int) -> bytes:
+    """n bytes at pos, which the size taken at the start says are there.
+
+    Fewer means the file shrank while it was being read: an export being rewritten.
+    """
+    f.seek(pos)
+    raw = f.read(n)
+    if len(raw) < n:
+        raise _incomplete(path, "the file got shorter while it was being read")
+    return raw
+
+
 # --- what is in the file ----------------------------------------------------------------------
 
 _OTHER_MAGIC: tuple[tuple[bytes, str], ...] = (
@@ -180,6 +206,8 @@ def _looks_like_text(head: bytes) -> str | None:
         if exc.start < len(head) - 4:  # a multi-byte character cut at the end is still text
             return None
         text = head[: exc.start].decode("utf-8")
+    if not text:
+        return None
     printable = sum(ch.isprintable() or ch in "\r\n\t" for ch in text)
     if printable < 0.95 * len(text):
         return None
@@ -271,22 +299,37 @@ def _wav_header(path: Path, f: BinaryIO, size: int) -> _Header:
     data: tuple[int, int] | None = None  # offset, declared size
     info: dict[str, str] = {}
     pos = 12
+    chunks = 0
     while pos + 8 <= size:
-        f.seek(pos)
-        cid, csize = struct.unpack("<4sI", f.read(8))
+        chunks += 1
+        if chunks > _MAX_CHUNKS:
+            if fmt is None or data is None:
+                raise _problem(
+                    path, f"the WAV's chunk list is damaged ({_MAX_CHUNKS:,} chunks and no audio)"
+                )
+            break
+        cid, csize = struct.unpack("<4sI", _read_at(path, f, pos, 8))
         body = pos + 8
         if not _chunk_id_ok(cid):
             if fmt is None or data is None:
                 raise _problem(path, f"the WAV's chunk list is damaged at byte {pos}")
             break  # trailing junk after the audio is harmless
         if cid == b"ds64" and csize >= 16:
-            ds64_riff, ds64_data = struct.unpack("<QQ", f.read(16))
+            raw = f.read(16)
+            if len(raw) < 16:
+                raise _problem(
+                    path,
+                    "the WAV's ds64 chunk (its 64-bit sizes) is cut short: the file is damaged",
+                )
+            ds64_riff, ds64_data = struct.unpack("<QQ", raw)
         elif cid == b"fmt ":
             raw = f.read(min(csize, 40))
             if len(raw) < 16:
                 raise _problem(path, "the WAV's format chunk is cut short: the file is damaged")
             tag, channels, rate, _, block_align, bits = struct.unpack("<HHIIHH", raw[:16])
-            if tag == 0xFFFE and len(raw) >= 26:
+            if tag == 0xFFFE and len(raw) < 26:
+                raise _problem(path, "the WAV's format chunk is cut short: the file is damaged")
+            if tag == 0xFFFE:
                 valid_bits = struct.unpack("<H", raw[18:20])[0]
                 tag = struct.unpack("<H", raw[24:26])[0]  # first two bytes of the sub-format GUID
                 bits = valid_bits or bits
@@ -355,8 +398,8 @@ def _wav_header(path: Path, f: BinaryIO, size: int) -> _Header:
     return _Header(layout, tags)
 
 
-def _extended(raw: bytes) -> float:
-    """An 80-bit IEEE 754 extended float (AIFF's sample rate)."""
+def _extended(raw: bytes) -> float | None:
+    """An 80-bit IEEE 754 extended float (AIFF's sample rate); None when too large for a float."""
     exponent, mantissa = struct.unpack(">HQ", raw)
     sign = -1.0 if exponent & 0x8000 else 1.0
     exponent &= 0x7FFF
@@ -364,7 +407,10 @@ def _extended(raw: bytes) -> float:
         return 0.0
     if exponent == 0x7FFF:
         return math.inf
-    return sign * math.ldexp(float(mantissa), exponent - 16383 - 63)
+    try:
+        return sign * math.ldexp(float(mantissa), exponent - 16383 - 63)
+    except OverflowError:  # exponents above ~2^1024: a damaged header, not a sample rate
+        return None
 
 
 # AIFF-C compression types that are plain PCM: type -> (encoding, byte order, width or None)
@@ -382,18 +428,24 @@ _AIFC_PCM: dict[bytes, tuple[Literal["int", "float"], Literal["<", ">"], int | N
 
 
 def _aiff_header(path: Path, f: BinaryIO, size: int) -> _Header:
-    f.seek(0)
-    head = f.read(12)
+    head = _read_at(path, f, 0, 12)
     form_size = struct.unpack(">I", head[4:8])[0]
-    comm: tuple[int, int, int, float, bytes] | None = (
+    comm: tuple[int, int, int, float | None, bytes] | None = (
         None  # channels, frames, bits, rate, compression
     )
     ssnd: tuple[int, int] | None = None  # offset of the first sample, declared sample bytes
     text: dict[bytes, str] = {}
     pos = 12
+    chunks = 0
     while pos + 8 <= size:
-        f.seek(pos)
-        cid, csize = struct.unpack(">4sI", f.read(8))
+        chunks += 1
+        if chunks > _MAX_CHUNKS:
+            if comm is None or ssnd is None:
+                raise _problem(
+                    path, f"the AIFF's chunk list is damaged ({_MAX_CHUNKS:,} chunks and no audio)"
+                )
+            break
+        cid, csize = struct.unpack(">4sI", _read_at(path, f, pos, 8))
         body = pos + 8
         if not _chunk_id_ok(cid):
             if comm is None or ssnd is None:
@@ -407,7 +459,13 @@ def _aiff_header(path: Path, f: BinaryIO, size: int) -> _Header:
             compression = raw[18:22] if head[8:12] == b"AIFC" and len(raw) >= 22 else b"NONE"
             comm = (channels, frames, bits, _extended(raw[8:18]), compression)
         elif cid == b"SSND":
-            offset = struct.unpack(">I", f.read(4))[0] if body + 8 <= size else 0
+            offset = struct.unpack(">I", _read_at(path, f, body, 4))[0] if body + 8 <= size else 0
+            if csize >= 8 and offset > csize - 8:
+                raise _problem(
+                    path,
+                    "the AIFF's audio chunk (SSND) says its samples start past its own end: "
+                    "the file is damaged",
+                )
             ssnd = (body + 8 + offset, max(csize - 8 - offset, 0))
             if csize == 0 or body + csize > size:
                 break
@@ -428,6 +486,8 @@ def _aiff_header(path: Path, f: BinaryIO, size: int) -> _Header:
         )
     encoding, order, fixed_width = pcm
     width = fixed_width or (bits + 7) // 8
+    if rate_f is None or (math.isfinite(rate_f) and abs(rate_f) >= _MAX_RATE):
+        raise _problem(path, "the AIFF header says an impossible sample rate: the file is damaged")
     rate = round(rate_f) if math.isfinite(rate_f) else 0
     _check_pcm(path, "AIFF", channels, rate, width, max(bits, 1))
     block = width * channels
@@ -568,6 +628,69 @@ def _merge(primary: AudioTags, fallback: AudioTags) -> AudioTags:
 # --- probe --------------------------------------------------------------------------------------
 
 
+def _id3_length(head: bytes) -> int | None:
+    """Bytes a leading ID3v2 tag takes (header, body, footer); None if head is not such a header."""
+    if len(head) < 10 or head[:3] != b"ID3" or head[3] not in (2, 3, 4):
+        return None
+    if any(b & 0x80 for b in head[6:10]):  # the size is "syncsafe": seven bits a byte
+        return None
+    size = 0
+    for b in head[6:10]:
+        size = (size << 7) | b
+    return 10 + size + (10 if head[3] == 4 and head[5] & 0x10 else 0)
+
+
+def _leading_id3(path: Path, f: BinaryIO, size: int) -> None:
+    """Refuse an MP3/FLAC whose ID3 tag (artwork, often megabytes) is not all on disk yet."""
+    length = _id3_length(_read_at(path, f, 0, min(size, 10)))
+    if length is not None and length > size:
+        raise _incomplete(path, _says_but("its ID3 tag (title, artist, artwork)", length, size))
+
+
+_FLAC_BLOCKS = {
+    1: "reserved space",
+    2: "application data",
+    3: "seek table",
+    4: "tags",
+    5: "cue sheet",
+    6: "artwork",
+}
+
+
+def _flac_blocks(path: Path, f: BinaryIO, size: int) -> None:
+    """Refuse a FLAC whose metadata (tags, artwork) runs past the end of the file.
+
+    Encoders write all metadata before the audio, so that is a file still being written or cut
+    short. Anything that does not look like FLAC metadata is left for mutagen to refuse.
+    """
+    start = _id3_length(_read_at(path, f, 0, min(size, 10))) or 0
+    f.seek(start)
+    if f.read(4) != b"fLaC":
+        return
+    pos = start + 4
+    for block in range(_MAX_CHUNKS):
+        if pos + 4 > size:
+            if block == 0:
+                return
+            raise _incomplete(path, "the file ends before the FLAC's audio starts")
+        header = _read_at(path, f, pos, 4)
+        kind, length = header[0] & 0x7F, int.from_bytes(header[1:4], "big")
+        if block == 0 and (kind != 0 or length != 34):
+            return  # not a STREAMINFO block first: damaged, mutagen says so
+        if pos + 4 + length > size:
+            if block == 0 or kind not in _FLAC_BLOCKS:
+                return
+            said = f"its FLAC {_FLAC_BLOCKS[kind]}"
+            raise _incomplete(path, _says_but(said, length, size - pos - 4))
+        if header[0] & 0x80:  # the last metadata block
+            return
+        pos += 4 + length
+
+
+def _box_damaged(path: Path, pos: int) -> AudioProblem:
+    return _problem(path, f"the M4A's box list is damaged at byte {pos}")
+
+
 def _mp4_boxes(path: Path, f: BinaryIO, size: int) -> None:
     """Refuse an MP4 whose top-level boxes run past the end, or that has no index (moov) yet.
 
@@ -575,17 +698,29 @@ def _mp4_boxes(path: Path, f: BinaryIO, size: int) -> None:
     """
     pos = 0
     seen: set[bytes] = set()
+    boxes = 0
     while pos + 8 <= size:
-        f.seek(pos)
-        box_size, kind = struct.unpack(">I4s", f.read(8))
-        if box_size == 1:
-            box_size = struct.unpack(">Q", f.read(8))[0]
+        boxes += 1
+        if boxes > _MAX_BOXES:
+            raise _problem(path, f"the M4A's box list is damaged ({_MAX_BOXES:,} boxes)")
+        box_size, kind = struct.unpack(">I4s", _read_at(path, f, pos, 8))
+        header = 8
+        if box_size == 1:  # a 64-bit size follows: how big boxes (over 4 GB) are written
+            if pos + 16 > size:
+                if not _chunk_id_ok(kind):
+                    raise _box_damaged(path, pos)
+                name = kind.decode("latin-1")
+                raise _incomplete(path, f"the file ends inside the header of its '{name}' box")
+            box_size = struct.unpack(">Q", _read_at(path, f, pos + 8, 8))[0]
+            header = 16
         elif box_size == 0:
             box_size = size - pos
-        if box_size < 8:
-            raise _problem(path, f"the M4A's box list is damaged at byte {pos}")
+        if box_size < header:
+            raise _box_damaged(path, pos)
         seen.add(kind)
         if pos + box_size > size:
+            if not _chunk_id_ok(kind):  # not a box cut short: bytes that are not a box at all
+                raise _box_damaged(path, pos)
             raise _incomplete(
                 path,
                 _says_but(f"its '{kind.decode('latin-1')}' box", box_size, size - pos),
@@ -627,6 +762,8 @@ def _lavc_gapless(path: Path) -> int:
         at = frame.find(marker, 0, 64)
         if at < 0:
             continue
+        if len(frame) < at + 8:
+            return 0  # the file shrank since mutagen read it; the scan will tell
         flags = struct.unpack(">I", frame[at + 4 : at + 8])[0]
         if not flags & 1:
             return 0  # no frame count: mutagen estimated the length from the size instead
@@ -694,21 +831,63 @@ def _compressed(path: Path, fmt: AudioFormat) -> AudioInfo:
     return AudioInfo(fmt, duration, rate, channels, bit_depth, tags)
 
 
-def probe(path: Path) -> AudioInfo:
-    """Inspect an audio file. Raises AudioProblem (AudioIncomplete when it looks unfinished)."""
-    suffix = path.suffix.lower()
-    if suffix not in SUFFIXES:
-        shown = suffix or "(no extension)"
-        raise _problem(path, f"unsupported format {shown} ({ACCEPTED})")
+def _open(path: Path) -> BinaryIO:
+    """The file opened for reading; AudioProblem for a folder, a pipe or a device.
+
+    Opened without blocking, so that a named pipe called "mix.wav" is refused instead of waiting
+    forever for a writer.
+    """
+    nonblock = getattr(os, "O_NONBLOCK", 0)
     try:
-        f = path.open("rb")
+        fd = os.open(path, os.O_RDONLY | nonblock | getattr(os, "O_BINARY", 0))
     except FileNotFoundError as exc:
         raise _problem(path, "the file is gone (moved or deleted)") from exc
     except IsADirectoryError as exc:
         raise _problem(path, "a folder, not an audio file") from exc
     except OSError as exc:
         raise _problem(path, f"cannot be read ({exc.strerror})") from exc
-    with f:
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise _problem(path, "a folder, not an audio file")
+        if not stat.S_ISREG(mode):
+            raise _problem(path, "not an audio file (a pipe or device, not a regular file)")
+        if nonblock:
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def probe(path: Path) -> AudioInfo:
+    """Inspect an audio file. Raises AudioProblem (AudioIncomplete when it looks unfinished).
+
+    Nothing else: an unforeseen failure reading the file is an AudioProblem as well.
+    """
+    try:
+        return _probe(path)
+    except AudioProblem:
+        raise
+    except FileNotFoundError as exc:  # deleted between two reads
+        raise _problem(path, "the file is gone (moved or deleted)") from exc
+    except OSError as exc:  # a read error: a failing disk, an unplugged drive, a network share
+        raise _problem(path, f"cannot be read ({exc.strerror or type(exc).__name__})") from exc
+    except Exception as exc:
+        _log.warning("%s: unexpected %s while probing", path, type(exc).__name__, exc_info=exc)
+        raise _problem(
+            path,
+            "could not be read as audio: it is damaged in a way releaseosd does not recognise "
+            f"({type(exc).__name__})",
+        ) from exc
+
+
+def _probe(path: Path) -> AudioInfo:
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        shown = suffix or "(no extension)"
+        raise _problem(path, f"unsupported format {shown} ({ACCEPTED})")
+    with _open(path) as f:
         size = os.fstat(f.fileno()).st_size
         if size == 0:
             raise _problem(path, "the file is empty (0 bytes)")
@@ -727,6 +906,10 @@ def probe(path: Path) -> AudioInfo:
             header = (_wav_header if fmt == "wav" else _aiff_header)(path, f, size)
         elif fmt == "m4a":
             _mp4_boxes(path, f, size)
+        else:
+            _leading_id3(path, f, size)
+            if fmt == "flac":
+                _flac_blocks(path, f, size)
     if fmt not in ("wav", "aiff"):
         return _compressed(path, fmt)
     layout = header.layout
