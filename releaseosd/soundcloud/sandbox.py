@@ -1731,9 +1731,12 @@ class Sandbox:
             self.faults.upload_dropped()
             raise
         try:
-            return self._create_track(req, sink)
+            created = self._create_track(req, sink)
         finally:
             sink.discard()  # whatever was not moved into place
+        if self.faults.upload_answer_dropped():
+            raise _Dropped  # the track exists; its answer never arrives
+        return created
 
     def _create_track(self, req: _Request, sink: _MultipartSink) -> _Response:
         files = [(u.field, u.filename) for u in sink.files]

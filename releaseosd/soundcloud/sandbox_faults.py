@@ -95,6 +95,7 @@ _SETTINGS = (
     "deny_authorization",
     "apply_to_auth",
     "drop_token_answers",
+    "drop_upload_answers",
     "token_answer_delay",
     "seed",
 )
@@ -132,6 +133,10 @@ class Faults:
     """The next N successful /oauth/token grants are carried out (a refresh token rotates, the
     old one dies) and then the connection is closed without an answer: an answer lost in
     transit, a client killed or a laptop asleep mid-request. Counts down to 0 (off)."""
+    drop_upload_answers: int = 0
+    """The next N uploads that succeed are created (the track exists, its quota is spent) and
+    then the connection is closed without an answer: the upload's answer lost in transit, as
+    when the client is killed or the link drops after the body is in. Counts down to 0 (off)."""
     token_answer_delay: float = 0.0
     """Seconds every /oauth/token answer (granted or refused) waits after the grant was decided:
     a slow link, which widens the window in which two refreshes race."""
@@ -239,6 +244,14 @@ class Faults:
                     self.drop_upload_after_bytes = None
                     self.drop_upload_times = 1
 
+    def upload_answer_dropped(self) -> bool:
+        """Whether to drop the answer of the upload just created (and count it)."""
+        with self._lock:
+            if self.drop_upload_answers <= 0:
+                return False
+            self.drop_upload_answers -= 1
+            return True
+
     def token_answer_dropped(self) -> bool:
         """Whether to drop the answer of the grant just carried out (and count it)."""
         with self._lock:
@@ -305,6 +318,14 @@ def _check(f: Faults) -> None:
     ):
         raise ValueError(
             f"drop_token_answers must be a whole number ≥ 0, got {f.drop_token_answers!r}"
+        )
+    if (
+        not isinstance(f.drop_upload_answers, int)
+        or isinstance(f.drop_upload_answers, bool)
+        or f.drop_upload_answers < 0
+    ):
+        raise ValueError(
+            f"drop_upload_answers must be a whole number ≥ 0, got {f.drop_upload_answers!r}"
         )
     delay = f.token_answer_delay
     if not isinstance(delay, int | float) or isinstance(delay, bool) or not 0 <= delay <= 60:
