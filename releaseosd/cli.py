@@ -235,7 +235,12 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
     headers = ("ID", "STATE", "TITLE", "RELEASE", "NOTE")
     table = []
     for row in rows:
-        note = row.get("error") or (row["soundcloud"] or {}).get("permalink_url") or ""
+        note = (
+            row.get("error")
+            or row.get("warning")
+            or (row["soundcloud"] or {}).get("permalink_url")
+            or ""
+        )
         release = (row.get("release_at") or "")[:16].replace("T", " ")
         table.append((row["id"][:8], row["state"], row["title"][:40], release, note))
     widths = [max(len(h), *(len(r[i]) for r in table)) for i, h in enumerate(headers[:-1])]
@@ -454,8 +459,8 @@ def upload(obj: Context, file: Path, sidecar: Path | None, at: str | None) -> No
       releaseosd upload "Night Drive.wav"
       releaseosd upload take3.wav --sidecar "Night Drive.yaml" --at 2026-12-04T18:00
     """
+    from releaseosd.localtime import parse as parse_when
     from releaseosd.oneshot import run_upload
-    from releaseosd.store import parse_when
 
     when = None
     if at:
@@ -474,12 +479,17 @@ def upload(obj: Context, file: Path, sidecar: Path | None, at: str | None) -> No
 # --- control -----------------------------------------------------------------------------------
 
 
-def _control(obj: Context, name: str, body: dict[str, Any]) -> None:
+def _control(obj: Context, name: str, body: dict[str, Any], ask: bool = False) -> Any:
+    """Run a command (through the daemon when it runs) and print what it said; with `ask`,
+    return its answer instead."""
     from releaseosd.commands import CommandError
     from releaseosd.control import ControlSocketError, run_command
+    from releaseosd.control import ask as ask_daemon
     from releaseosd.store import StateDirBusy
 
     try:
+        if ask:
+            return ask_daemon(obj.config, name, body)
         click.echo(run_command(obj.config, name, body))
     except (CommandError, ControlSocketError) as exc:
         fail(str(exc))
@@ -508,7 +518,7 @@ def release(obj: Context, track: str, now: bool, at: str | None) -> None:
       releaseosd release "Night Drive" --now
       releaseosd release 3fa2 --at 2026-12-04T18:00
     """
-    from releaseosd.store import parse_when
+    from releaseosd.localtime import parse as parse_when
 
     if now == bool(at):
         fail("give exactly one of --now or --at TIME", EXIT_CONFIG)
@@ -529,7 +539,12 @@ def release(obj: Context, track: str, now: bool, at: str | None) -> None:
 def remove(obj: Context, track: str, remote: bool, yes: bool) -> None:
     """Stop handling a track (its files stay); with --remote, delete it on SoundCloud too."""
     if remote and not yes:
-        click.confirm(f"Delete '{track}' on SoundCloud? This cannot be undone", abort=True)
+        # Named as it resolved, and removed by that id: what is confirmed is what is deleted.
+        found = _control(obj, "show", {"track": track}, ask=True)
+        click.confirm(
+            f"Delete {found['description']} on SoundCloud? This cannot be undone", abort=True
+        )
+        track = str(found["id"])
     _control(obj, "remove", {"track": track, "remote": remote})
 
 

@@ -12,9 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from releaseosd.states import REMOTE, State
+from releaseosd.localtime import shown
+from releaseosd.metadata import release_date, stored_sidecar
+from releaseosd.states import State
 from releaseosd.store import Store
-from releaseosd.track import Track, status_rows, utcnow
+from releaseosd.track import Retrying, Track, status_rows, utcnow
 
 if TYPE_CHECKING:
     from releaseosd.soundcloud.client import SoundCloudClient
@@ -38,13 +40,24 @@ class Hooks:
 
 
 def resolve(store: Store, ref: str) -> Track:
+    """The one track TRACK names, or a CommandError listing what it could mean."""
     matches = store.find(ref)
     if not matches:
         raise CommandError(f"no track matches '{ref}' (try an id from 'releaseosd status')")
     if len(matches) > 1:
-        listed = ", ".join(f"{t.id[:8]} ({t.title})" for t in matches[:6])
-        raise CommandError(f"'{ref}' matches {len(matches)} tracks: {listed}; use an id")
+        listed = "; ".join(describe(t) for t in matches[:8])
+        more = f" and {len(matches) - 8} more" if len(matches) > 8 else ""
+        raise CommandError(
+            f"'{ref}' could mean {len(matches)} tracks: {listed}{more}. Nothing was done; name "
+            "one by its id"
+        )
     return matches[0]
+
+
+def describe(track: Track) -> str:
+    """A track as a confirmation names it: title, id, state and where it is on SoundCloud."""
+    where = track.soundcloud.permalink_url or track.soundcloud.urn
+    return f"'{track.title}' (id {track.id}, {track.state.value}{', ' + where if where else ''})"
 
 
 class Commands:
@@ -80,6 +93,13 @@ class Commands:
             )
         elif track.state in (State.INVALID, State.PENDING):
             self.hooks.rebuild(track.audio_path)
+        elif track.state in (State.SCHEDULED, State.PUBLISHED, State.RELEASED):
+            # Send the sidecar to SoundCloud again (after a refused edit, a missed playlist).
+            self.store.update(
+                track.id,
+                lambda t: setattr(t, "sync", Retrying(due_at=self.clock())),
+                note="retry asked by the user: SoundCloud is brought in line with the sidecar",
+            )
         elif track.state == State.NEEDS_LOGIN:
             raise CommandError(
                 f"'{track.title}' waits for a SoundCloud login: run 'releaseosd auth login'; it "
@@ -106,7 +126,7 @@ class Commands:
             # Kept apart from the sidecar's values, so a later sidecar reload cannot undo it.
             t.user_release = at
             t.release_at = at
-            t.metadata = {**t.metadata, "release_date": at.date().isoformat()}
+            t.metadata = {**t.metadata, "release_date": release_date(stored_sidecar(t), at)}
             t.next_attempt_at = None
             if t.state == State.PUBLISHED:
                 t.state = State.SCHEDULED
@@ -115,27 +135,67 @@ class Commands:
         self.hooks.wake(track.id, at)
         self.hooks.kick()
         if at <= now:
-            return f"{track.title}: going public now"
-        return f"{track.title}: goes public at {at.astimezone().isoformat(timespec='minutes')}"
+            return f"{describe(track)}: going public now"
+        return f"{describe(track)}: goes public at {shown(at)}"
+
+    def show(self, ref: str) -> dict[str, Any]:
+        """What TRACK resolves to, for a confirmation to name before anything is done."""
+        track = resolve(self.store, ref)
+        return {"id": track.id, "description": describe(track)}
 
     def remove(self, ref: str, remote: bool) -> str:
         track = resolve(self.store, ref)
         if track.state in (State.UPLOADING, State.BUILDING):
             # Its URN is not known yet; removing now could leave a copy on SoundCloud unseen.
             raise CommandError(
-                f"'{track.title}' is {track.state} right now; try again once that has finished"
+                f"{describe(track)} is {track.state} right now; try again once that has finished"
             )
         said = ""
-        if remote and track.soundcloud.urn:
-            if self.hooks.client is None:
-                raise CommandError("removing from SoundCloud needs SoundCloud access")
-            existed = self.hooks.client().delete_track(track.soundcloud.urn)
-            said = " and deleted on SoundCloud" if existed else " (already gone from SoundCloud)"
-        elif track.state in REMOTE and track.soundcloud.urn:
+        if remote:
+            said = self._delete_remote(track)
+        elif track.soundcloud.urn:
             said = f"; it stays on SoundCloud ({track.soundcloud.permalink_url})"
+        elif track.maybe_remote:
+            said = (
+                "; an upload of it may have reached SoundCloud without an answer: look there, or "
+                f"run 'releaseosd remove {track.id} --remote' to find and delete it"
+            )
         if track.state != State.REMOVED:
             self.store.transition(track.id, State.REMOVED, note="removed by the user" + said)
-        return f"{track.title}: removed{said}"
+        return f"{describe(track)}: removed{said}"
+
+    def _delete_remote(self, track: Track) -> str:
+        """Delete every copy of the track on SoundCloud: its URN, and any upload found by machine
+        tag (one whose answer was lost). If SoundCloud cannot be asked, nothing is removed."""
+        from releaseosd.soundcloud.errors import SoundCloudError
+
+        if not track.maybe_remote and not track.sha256:
+            return " (it was never on SoundCloud)"
+        if self.hooks.client is None:
+            raise CommandError(
+                "removing from SoundCloud needs SoundCloud access: start the daemon "
+                "(releaseosd run) and run this again"
+            )
+        client = self.hooks.client()
+        digests = [
+            d
+            for d in dict.fromkeys(
+                [*track.posted_sha256, track.sha256, track.soundcloud.sha256, track.preview_sha256]
+            )
+            if d
+        ]
+        try:
+            found = client.copies_of(digests) if digests else []
+            urns = list(dict.fromkeys([track.soundcloud.urn, *(str(c["urn"]) for c in found)]))
+            deleted = [urn for urn in urns if urn and client.delete_track(urn)]
+        except SoundCloudError as exc:
+            raise CommandError(
+                f"could not make sure {describe(track)} is gone from SoundCloud ({exc}); nothing "
+                "was removed. Try again when SoundCloud can be reached."
+            ) from None
+        if not deleted:
+            return " (nothing of it was on SoundCloud)"
+        return f" and deleted on SoundCloud ({', '.join(deleted)})"
 
     def pause(self) -> str:
         self.store.set_flag("paused", True)

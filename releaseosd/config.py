@@ -194,6 +194,34 @@ class Config(StrictModel):
             seen.add(folder.path)
         return folders
 
+    def watch_root_of(self, path: Path) -> Path | None:
+        """The watched folder an export lies in (resolved), or None.
+
+        A file counts as inside a folder when it is there by name, or when the folder it sits in
+        resolves inside it (a watch folder reached through a symlink); where the file itself
+        resolves to is for `outside_its_root` to judge.
+        """
+        absolute = path.absolute()
+        parent = absolute.parent.resolve()
+        for folder in self.watch:
+            root = folder.path.absolute()
+            if absolute.is_relative_to(root) or parent.is_relative_to(root.resolve()):
+                return root.resolve()
+        return None
+
+
+def outside_its_root(path: Path, root: Path) -> str | None:
+    """Why an export must not be read, or None: a symlink (or a hard path through one) that
+    resolves outside its watch folder would upload a file nobody put there; a shared or synced
+    folder must not be a way to publish a private file."""
+    real = path.resolve()
+    if real.is_relative_to(root):
+        return None
+    return (
+        f"{path}: is a link to {real}, outside the watched folder {root}; releaseosd uploads only "
+        "files inside its watch folders. Copy the file here instead of linking it."
+    )
+
 
 def rehearsal_state_dir(config: Config) -> Path:
     """`run --sandbox` keeps its tracks apart: a rehearsed upload must never look like a real one."""

@@ -212,6 +212,8 @@ def dispatch(commands: Commands, name: str, body: dict[str, Any]) -> Any:
         return commands.release(str(body["track"]), when)
     if name == "remove":
         return commands.remove(str(body["track"]), bool(body.get("remote")))
+    if name == "show":
+        return commands.show(str(body["track"]))
     if name == "pause":
         return commands.pause()
     if name == "resume":
@@ -452,6 +454,16 @@ def direct(config: Config) -> Iterator[Commands]:
     finally:
         store.close()
         lock.release()
+
+
+def ask(config: Config, name: str, body: dict[str, Any]) -> Any:
+    """A command's answer as data (e.g. `show`), from the daemon when it runs, else the store."""
+    try:
+        return request(config, "POST", f"/{name}", body)
+    except DaemonNotRunning:
+        pass
+    with direct(config) as commands:
+        return dispatch(commands, name, body)
 
 
 def run_command(config: Config, name: str, body: dict[str, Any]) -> str:

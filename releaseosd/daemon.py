@@ -19,7 +19,7 @@ from releaseosd.store import OwnerLock, Store, prepare_state_dir
 
 if TYPE_CHECKING:
     from releaseosd.soundcloud.client import SoundCloudClient
-    from releaseosd.soundcloud.tokens import TokenStore
+    from releaseosd.soundcloud.tokens import LoginOutlook, TokenStore
 
 log = logging.getLogger("releaseosd.daemon")
 
@@ -79,15 +79,19 @@ class Daemon:
         tick_seconds: float = 15.0,
         reconcile_seconds: float = 60.0,
         tokens: TokenStore | None = None,
+        login_check_seconds: float = 60.0,
     ) -> None:
         self.config = config
         self.config_path = config_path
         self.sandbox = sandbox
         self.tick_seconds = tick_seconds
         self.reconcile_seconds = reconcile_seconds
+        self.login_check_seconds = login_check_seconds
         self._token_store = tokens
         self._stop = threading.Event()
         self._reload = threading.Event()
+        # Set once every export found at start-up has been looked at (for tests and benchmarks).
+        self.first_scan_done = threading.Event()
         self._client: SoundCloudClient | None = None
         self._client_lock = threading.Lock()
         self._resumed_on: str | None = None
@@ -109,6 +113,12 @@ class Daemon:
                 )
                 self._client = SoundCloudClient(self.config.soundcloud, manager)
             return self._client
+
+    def _login_outlook(self) -> LoginOutlook:
+        from releaseosd.soundcloud.tokens import TokenStore
+
+        store = self._token_store or TokenStore()
+        return store.login_outlook(self.config.soundcloud.client_id)
 
     def _login_fingerprint(self) -> str | None:
         """What is stored for SoundCloud access, hashed; None when nothing usable is."""
@@ -148,6 +158,7 @@ class Daemon:
         from releaseosd.commands import Commands, Hooks
         from releaseosd.control import ControlServer
         from releaseosd.ingest import Ingest
+        from releaseosd.login_watch import LoginWatch
         from releaseosd.media.ffmpeg import FfmpegMissing, find_ffmpeg
         from releaseosd.notify import Notifier
         from releaseosd.publish import Publisher
@@ -188,23 +199,19 @@ class Daemon:
             if scheduler is not None:
                 scheduler.kick()
 
-        stage = Stage(config, store, self.client, notifier, wake)
+        def recheck(path: str) -> None:
+            builds.submit(ingest.recheck, Path(path)).add_done_callback(_log_failure)
+
+        stage = Stage(config, store, self.client, notifier, wake, rebuild=recheck)
         publisher = Publisher(stage)
         uploader = Uploader(stage, after_processed=publisher.processed)
-        ingest = Ingest(
-            config,
-            store,
-            builds,
-            on_ready=kick,
-            on_metadata_changed=lambda tid: builds.submit(
-                publisher.sync_metadata, tid
-            ).add_done_callback(_log_failure),
-        )
+        ingest = Ingest(config, store, builds, on_ready=kick, on_metadata_changed=kick)
         scheduler = Scheduler(
             store,
             upload=uploader.attempt,
             poll=uploader.poll,
             release=publisher.release,
+            sync=publisher.sync,
             concurrency=config.uploads.concurrency,
             tick_seconds=self.tick_seconds,
             can_resume_login=lambda: bool(store.in_states(State.NEEDS_LOGIN)) and self._logged_in(),
@@ -216,17 +223,15 @@ class Daemon:
             on_gone=ingest.on_gone,
             ignore_dirs=[config.state_dir],
             reconcile_seconds=self.reconcile_seconds,
+            first_scan_done=self.first_scan_done,
         )
 
         # A reload hands these the new config: the next build, upload or release reads it.
         live = (ingest, stage)
 
-        def rebuild(path: str) -> None:
-            builds.submit(ingest.on_stable, Path(path))
-
         commands = Commands(
             store,
-            Hooks(kick=scheduler.kick, wake=scheduler.wake, rebuild=rebuild, client=self.client),
+            Hooks(kick=scheduler.kick, wake=scheduler.wake, rebuild=recheck, client=self.client),
         )
         control = ControlServer(
             config.state_dir, commands, extra={"reload": lambda _body: self.request_reload()}
@@ -241,6 +246,8 @@ class Daemon:
             if store.in_states(State.NEEDS_LOGIN):
                 scheduler.resume_after_login()
             scheduler.start()
+            login_watch = LoginWatch(store, self._login_outlook, notifier)
+            scheduler.every("login-watch", self.login_check_seconds, login_watch.check)
             watcher.start()
             control.start()
             sdnotify.ready(f"watching {len(config.watch)} folder(s)")

@@ -1,8 +1,10 @@
 """Ingest: a finished file in a watched folder becomes a track record that is `ready` (or
 `invalid` with a reason, or `pending` while its sidecar is missing).
 
-The watcher calls `on_stable` from one thread; probing (cheap) happens there so the watcher learns
-whether the export is really complete; hashing, preview and artwork run on the build pool.
+The watcher calls `on_stable` from one thread. What happens there is cheap (a stat, the sidecar's
+few bytes, a header probe); hashing, preview and artwork run on the build pool, in one pass over
+the audio. An export whose stat and sidecar are as recorded is not read again: a restart with
+nothing changed reads no audio and writes nothing.
 """
 
 from __future__ import annotations
@@ -10,28 +12,31 @@ from __future__ import annotations
 import glob
 import hashlib
 import logging
+import os
 import shutil
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from releaseosd.config import Config
-from releaseosd.metadata import effective
+from releaseosd.config import Config, outside_its_root
+from releaseosd.media.build import build_shape
+from releaseosd.metadata import metadata_for, stored_sidecar
 from releaseosd.sidecar import (
     FOLDER_DEFAULTS_NAMES,
+    MAX_SIDECAR_BYTES,
     SIDECAR_SUFFIXES,
     Sidecar,
     folder_defaults_for,
     load_sidecar,
     sidecar_for,
 )
-from releaseosd.states import State, TransitionError, is_local
+from releaseosd.states import State, TransitionError
 from releaseosd.store import Store
-from releaseosd.track import Track, utcnow
+from releaseosd.track import AudioStat, Retrying, Track, utcnow
 from releaseosd.watcher import is_audio
 from releaseosd.yamlfile import FileProblems
 
@@ -40,14 +45,6 @@ log = logging.getLogger("releaseosd.ingest")
 # An export that looks unfinished this many stable periods after it stopped changing is reported
 # as truncated instead of being waited for silently.
 INCOMPLETE_GRACE_STABLE_PERIODS = 10
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def audio_for_sidecar(sidecar: Path) -> list[Path]:
@@ -59,6 +56,33 @@ def audio_for_sidecar(sidecar: Path) -> list[Path]:
     return sorted(
         p for p in folder.glob(glob.escape(sidecar.stem) + ".*") if is_audio(p) and p.is_file()
     )
+
+
+@dataclass(frozen=True)
+class SidecarRead:
+    """A track's sidecar files as found now: the merged sidecar or the problems, and a digest of
+    the files' bytes (None when there are none), which is what tells an edit from a re-save."""
+
+    sidecar: Sidecar | None
+    problems: str | None
+    digest: str | None
+
+
+def sidecar_digest(own: Path | None, defaults: Path | None) -> str | None:
+    digest = hashlib.sha256()
+    found = False
+    for kind, path in (("folder", defaults), ("own", own)):
+        if path is None:
+            continue
+        try:
+            with path.open("rb") as fh:
+                data = fh.read(MAX_SIDECAR_BYTES + 1)
+        except OSError:
+            data = b"(unreadable)"
+        found = True
+        digest.update(f"{kind}:{path.name}:{len(data)}:".encode())
+        digest.update(data)
+    return digest.hexdigest() if found else None
 
 
 class Ingest:
@@ -75,15 +99,16 @@ class Ingest:
         self.builds = builds
         self.on_ready = on_ready
         self.on_metadata_changed = on_metadata_changed
+        # Held while a record's audio facts are decided (watcher thread and build pool): two
+        # copies of one bounce finishing their builds together must not both become tracks.
         self._lock = threading.RLock()
         # When each export was first found stable but incomplete (monotonic seconds).
         self._incomplete_since: dict[Path, float] = {}
 
     def recover(self) -> None:
         """Builds cut off by a crash start over: the watcher's first scan reports their files."""
-        for track in self.store.all():
-            if track.state == State.BUILDING:
-                self.store.transition(track.id, State.PENDING, note="build interrupted; rebuilding")
+        for track in self.store.in_states(State.BUILDING):
+            self.store.transition(track.id, State.PENDING, note="build interrupted; rebuilding")
 
     # --- watcher callbacks ---------------------------------------------------------------------
 
@@ -91,21 +116,22 @@ class Ingest:
         try:
             if path.suffix.lower() in SIDECAR_SUFFIXES:
                 for audio in audio_for_sidecar(path):
-                    if self.store.by_audio_path(audio) is not None:
-                        self._audio_stable(audio, sidecar_event=True)
+                    if self.store.by_audio_path(audio.absolute()) is not None:
+                        self._audio_stable(audio)
                 return True
             if is_audio(path):
                 return self._audio_stable(path)
-        except Exception:
-            # One bad file must never stop the watcher or any other track.
+        except Exception as exc:
+            # One bad file must never stop the watcher or any other track; it still shows up.
             log.exception("%s: could not be ingested", path)
+            self._unexpected(path, exc)
         return True
 
     def on_gone(self, path: Path) -> None:
         track = self.store.by_audio_path(path)
-        if track is None or track.state == State.BUILDING:
+        if track is None or track.state in (State.BUILDING, State.REMOVED):
             return
-        if not is_local(track.state) or track.maybe_remote:
+        if track.on_soundcloud or track.maybe_remote:
             # What SoundCloud has stays as it is; if the file shows up elsewhere (a moved
             # folder), the same audio is recognised and the record follows it.
             log.info("%s: the export is gone; '%s' stays as it is", path, track.title)
@@ -118,12 +144,7 @@ class Ingest:
     # --- audio ---------------------------------------------------------------------------------
 
     def watch_root_for(self, path: Path) -> Path | None:
-        resolved = path.resolve()
-        for folder in self.config.watch:
-            root = folder.path.resolve()
-            if resolved.is_relative_to(root):
-                return root
-        return None
+        return self.config.watch_root_of(path)
 
     def _sidecar_root(self, audio: Path) -> Path:
         """The folder a sidecar's artwork must stay inside, never none: a folder dropped from the
@@ -136,19 +157,48 @@ class Ingest:
             recorded = Path(track.watch_root)
             if audio.absolute().is_relative_to(recorded):
                 return recorded
-        return audio.parent
+        return audio.parent.resolve()
 
-    def _audio_stable(self, path: Path, sidecar_event: bool = False) -> bool:
+    def recheck(self, path: Path) -> None:
+        """`releaseosd retry` on an invalid or waiting track: look at the export again even if
+        nothing about it changed (the original of a duplicate may be gone, a fault fixed)."""
+        try:
+            self._audio_stable(path, recheck=True)
+        except Exception as exc:
+            log.exception("%s: could not be ingested", path)
+            self._unexpected(path, exc)
+
+    def _audio_stable(self, path: Path, recheck: bool = False) -> bool:
         from releaseosd.media.probe import AudioIncomplete, AudioProblem, probe
 
         with self._lock:
             path = path.absolute()
             track = self.store.by_audio_path(path)
-            if track is not None and track.state == State.REMOVED:
+            if track is not None and track.state in (State.REMOVED, State.BUILDING):
+                # A running build re-reads the sidecar when it finishes.
                 return True
-            if track is not None and track.state == State.BUILDING:
-                # A build is running; it re-reads the sidecar when it finishes.
+            outside = outside_its_root(path, self._sidecar_root(path))
+            if outside is not None:
+                self._mark_invalid(path, track, outside)
                 return True
+            try:
+                stat = AudioStat.of(os.stat(path))
+            except FileNotFoundError:
+                return True  # gone again; the watcher reports that
+            read = self.read_sidecar(path)
+            if (
+                not recheck
+                and track is not None
+                and track.audio_stat == stat
+                and track.sha256 is not None
+            ):
+                self._sidecar_changed(track, path, read)
+                return True
+            if track is None:
+                moved = self._moved_here(path, stat)
+                if moved is not None:
+                    self._sidecar_changed(moved, path, read)
+                    return True
             try:
                 info = probe(path)
             except AudioIncomplete as exc:
@@ -158,75 +208,290 @@ class Ingest:
                 self._mark_invalid(path, track, str(exc))
                 return True
             self._incomplete_since.pop(path, None)
-            sha = sha256_of(path)
+            if track is not None and track.on_soundcloud:
+                self._sidecar_changed(track, path, read)
+                # Saved again after upload: whether it is other audio takes a full read.
+                self.builds.submit(self._check_resaved, track.id, path, stat)
+                return True
+            if read.problems is not None:
+                self._invalid_sidecar(path, track, read)
+                return True
+            if read.sidecar is None:
+                waiting = self._waiting_for_sidecar(path, track)
+                # Even without a sidecar a copy of another track's audio is one to report now.
+                self.builds.submit(self._identify, waiting.id, path, stat)
+                return True
             if track is None:
-                track = self._new_or_moved(path, sha)
-                if track is None:
-                    return True
-            elif track.sha256 not in (None, sha) and self._on_soundcloud(track):
-                self._record_local_change(track, path, sha)
-                return True
-            if self._on_soundcloud(track):
-                if sidecar_event:
-                    self._refresh_remote_metadata(track, path)
-                return True
-            twin = self._twin(track, sha)
-            if twin is not None:
-                self._mark_invalid(path, track, self._twin_message(path, twin))
-                return True
-            sidecar, problems = self._sidecar(path)
-            if problems is not None:
-                self.store.transition(
-                    track.id, State.INVALID, last_error=problems, sha256=sha, title=track.title
-                )
-                log.warning("%s", problems)
-                return True
-            if sidecar is None:
-                note = f"waiting for its sidecar {path.with_suffix('.yaml').name}"
-                if track.state != State.PENDING or track.last_error != note:
-                    self.store.transition(
-                        track.id, State.PENDING, note=note, last_error=note, sha256=sha
-                    )
-                return True
-            if (
-                track.state in (State.READY, State.FAILED)
-                and track.sha256 == sha
-                and not sidecar_event
-            ):
-                return True  # a scan re-reporting an unchanged file (failed waits for `retry`)
+                track = self.store.insert(self._new_track(path))
             try:
-                self.start_build(track.id, path, sidecar, info, sha)
+                self.start_build(track.id, path, read.sidecar, info, stat, read.digest)
             except TransitionError:
                 # The scheduler took it for upload meanwhile: the edit goes the remote way.
                 fresh = self.store.get(track.id)
-                if fresh is not None and self._on_soundcloud(fresh) and sidecar_event:
-                    self._refresh_remote_metadata(fresh, path)
+                if fresh is not None:
+                    self._sidecar_changed(fresh, path, read)
             return True
 
-    @staticmethod
-    def _on_soundcloud(track: Track) -> bool:
-        """Past the point where its audio may be replaced: uploaded, uploading, or a failed
-        track that did reach SoundCloud."""
-        return not is_local(track.state) or track.soundcloud.urn is not None
+    def _unexpected(self, path: Path, exc: Exception) -> None:
+        """An export that broke ingest in a way nobody foresaw is shown, not silently skipped."""
+        if not is_audio(path):
+            return
+        message = (
+            f"{path}: could not be read ({type(exc).__name__}: {exc}); releaseosd tries again when "
+            "the file changes ('releaseosd retry' to try now)"
+        )
+        try:
+            with self._lock:
+                self._mark_invalid(
+                    path.absolute(), self.store.by_audio_path(path.absolute()), message
+                )
+        except Exception:
+            log.exception("%s: could not record the problem either", path)
 
-    def _twin(self, track: Track, sha: str) -> Track | None:
-        """An older track with the very same audio: it is the one copy ever uploaded."""
-        return next(
-            (
-                t
-                for t in self.store.by_sha256(sha)
-                if t.id != track.id
-                and t.state != State.REMOVED
-                and (t.created_at, t.id) < (track.created_at, track.id)
-            ),
-            None,
+    def _waiting_for_sidecar(self, path: Path, track: Track | None) -> Track:
+        note = f"waiting for its sidecar {path.with_suffix('.yaml').name}"
+        if track is None:
+            return self.store.insert(self._new_track(path, state=State.PENDING, last_error=note))
+        return self.store.transition(
+            track.id, State.PENDING, note="" if track.last_error == note else note, last_error=note
         )
 
+    def _identify(self, track_id: str, path: Path, stat: AudioStat) -> None:
+        """On the build pool: the digests of an export that waits for its sidecar, so that a
+        copy of another track's audio is reported at once and a restart does not read it again."""
+        from releaseosd.media.build import content_digests
+        from releaseosd.media.probe import AudioProblem
+
+        try:
+            sha, audio_digest = content_digests(path)
+        except AudioProblem as exc:
+            with self._lock:
+                track = self.store.get(track_id)
+                if track is not None and track.state == State.PENDING:
+                    self._mark_invalid(path, track, str(exc))
+            return
+        with self._lock:
+            track = self.store.get(track_id)
+            if track is None or track.state != State.PENDING or track.audio_path != str(path):
+                return
+            if self._stat_now(path) != stat:
+                return  # changed meanwhile; the watcher reports it again
+            twin = self.twin_of(track, audio_digest, sha)
+            if twin is not None and not Path(twin.audio_path).exists():
+                self._adopted_by(twin, track, path, stat)
+                return
+            if twin is not None:
+                self._duplicate(track, twin, path, sha, audio_digest, stat, track.sidecar_digest)
+                return
+
+            def identified(t: Track) -> None:
+                t.sha256, t.audio_digest, t.audio_stat = sha, audio_digest, stat
+
+            self.store.update(track_id, identified)
+
     @staticmethod
-    def _twin_message(path: Path, twin: Track) -> str:
-        return (
-            f"{path}: the same audio as '{twin.title}' ({twin.audio_path}); "
-            "it is not uploaded twice. Delete one of the copies."
+    def _stat_now(path: Path) -> AudioStat | None:
+        try:
+            return AudioStat.of(os.stat(path))
+        except FileNotFoundError:
+            return None
+
+    def _duplicate(
+        self,
+        track: Track,
+        twin: Track,
+        path: Path,
+        sha: str,
+        audio_digest: str,
+        stat: AudioStat,
+        sidecar_digest: str | None,
+    ) -> None:
+        message = twin_message(path, twin)
+        log.warning("%s", message)
+
+        def duplicate(t: Track) -> None:
+            t.state = State.INVALID
+            t.last_error = message
+            t.duplicate_of = twin.id
+            t.sha256, t.audio_digest, t.audio_stat = sha, audio_digest, stat
+            t.sidecar_digest = sidecar_digest
+
+        self.store.update(track.id, duplicate)
+
+    def _invalid_sidecar(self, path: Path, track: Track | None, read: SidecarRead) -> None:
+        log.warning("%s", read.problems)
+        if track is None:
+            self.store.insert(
+                self._new_track(
+                    path,
+                    state=State.INVALID,
+                    last_error=read.problems,
+                    sidecar_digest=read.digest,
+                )
+            )
+        else:
+            self.store.transition(
+                track.id, State.INVALID, last_error=read.problems, sidecar_digest=read.digest
+            )
+
+    def _moved_here(self, path: Path, stat: AudioStat) -> Track | None:
+        """A record whose export is now at `path`: the same file (device, inode, size, mtime)
+        gone from where it was, as when a folder is moved or renamed."""
+        for track in self.store.by_inode(stat.device, stat.inode):
+            if (
+                track.audio_stat == stat
+                and track.state != State.REMOVED
+                and not Path(track.audio_path).exists()
+            ):
+                log.info("%s: moved from %s", path, track.audio_path)
+                return self.store.update(track.id, self._moved_to(path), note="moved")
+        return None
+
+    def _moved_to(self, path: Path) -> Callable[[Track], None]:
+        root = str(self.watch_root_for(path) or path.parent)
+
+        def move(track: Track) -> None:
+            track.audio_path = str(path)
+            track.watch_root = root  # its sidecar's artwork now stays inside the new folder
+            if track.sidecar_path is not None:
+                track.sidecar_path = str(sidecar_for(path) or "") or None
+
+        return move
+
+    def _sidecar_changed(self, track: Track, path: Path, read: SidecarRead) -> None:
+        """The audio is as recorded; act on the sidecar only if its files changed (or a build
+        is owed: one cut off by a crash, or asked for by an upload that found it stale)."""
+        owed = track.state == State.PENDING and read.sidecar is not None
+        if read.digest == track.sidecar_digest and not owed:
+            return
+        if track.on_soundcloud:
+            self._edited_after_upload(track, path, read)
+            return
+        if read.problems is not None:
+            self._invalid_sidecar(path, track, read)
+            return
+        if read.sidecar is None:
+            self._waiting_for_sidecar(path, track)
+            return
+        if (
+            track.state in (State.READY, State.NEEDS_LOGIN)
+            and build_shape(read.sidecar) == build_shape(stored_sidecar(track))
+            and track.preview_path
+        ):
+            # Nothing the preview or artwork show changed: new metadata, same build.
+            self._take_sidecar(track.id, path, read)
+            return
+        from releaseosd.media.probe import AudioProblem, probe
+
+        try:
+            info = probe(path)
+        except AudioProblem as exc:
+            self._mark_invalid(path, track, str(exc))
+            return
+        stat = track.audio_stat or AudioStat.of(os.stat(path))
+        try:
+            self.start_build(
+                track.id, path, read.sidecar, info, stat, read.digest, note="sidecar edited"
+            )
+        except TransitionError:
+            fresh = self.store.get(track.id)
+            if fresh is not None and fresh.on_soundcloud:
+                self._edited_after_upload(fresh, path, read)
+
+    def _take_sidecar(self, track_id: str, path: Path, read: SidecarRead) -> None:
+        assert read.sidecar is not None
+        sidecar = read.sidecar
+
+        def apply(t: Track) -> None:
+            t.sidecar = sidecar.model_dump(mode="json", exclude_unset=True)
+            t.sidecar_digest = read.digest
+            t.sidecar_path = str(sidecar_for(path) or "") or None
+            t.metadata = metadata_for(t, self.config, sidecar, path)
+            t.title = str(t.metadata["title"])
+            t.last_error = None
+            if t.state != State.RELEASED and t.user_release is None:
+                t.release_at = sidecar.release_at
+
+        self.store.update(track_id, apply, note="sidecar edited")
+        self.on_ready(track_id)
+
+    def _edited_after_upload(self, track: Track, path: Path, read: SidecarRead) -> None:
+        """A sidecar edited once the track is on SoundCloud: record it and let the publisher
+        send what differs from what SoundCloud was told. Nothing else is ever sent."""
+        if track.sidecar_digest is None and track.sidecar is None:
+            # A record from before releaseosd kept sidecar digests: take the files as they are
+            # now as what was uploaded, rather than treat every old track as edited.
+            self.store.update(track.id, lambda t: setattr(t, "sidecar_digest", read.digest))
+            return
+        if read.problems is not None:
+            problems = read.problems
+
+            def refused(t: Track) -> None:
+                t.last_error = problems
+                t.sidecar_digest = read.digest
+
+            self.store.update(
+                track.id, refused, note="sidecar edited after upload has problems; nothing sent"
+            )
+            log.warning("%s", problems)
+            return
+        if read.sidecar is None:
+            # The sidecar was deleted: what SoundCloud has stays as it is.
+            self.store.update(track.id, lambda t: setattr(t, "sidecar_digest", None))
+            return
+        sidecar = read.sidecar
+
+        def apply(t: Track) -> None:
+            t.sidecar = sidecar.model_dump(mode="json", exclude_unset=True)
+            t.sidecar_digest = read.digest
+            t.metadata = metadata_for(t, self.config, sidecar, path)
+            t.title = str(t.metadata["title"])
+            t.last_error = None
+            if t.state != State.RELEASED and t.user_release is None:
+                t.release_at = sidecar.release_at
+            t.sync = Retrying(due_at=utcnow())
+
+        self.store.update(track.id, apply, note="sidecar edited")
+        self.on_metadata_changed(track.id)
+
+    def _check_resaved(self, track_id: str, path: Path, stat: AudioStat) -> None:
+        """On the build pool: an export saved again after its upload. The same bytes, or the
+        same audio under other tags, change nothing; other audio is reported, never uploaded."""
+        from releaseosd.media.build import content_digests
+        from releaseosd.media.probe import AudioProblem
+
+        try:
+            sha, audio_digest = content_digests(path)
+        except AudioProblem as exc:
+            log.warning("%s: %s; the upload is kept as it is", path, exc)
+            return
+        with self._lock:
+            track = self.store.get(track_id)
+            if track is None or track.audio_path != str(path):
+                return
+            if sha == track.sha256 or audio_digest == track.audio_digest:
+
+                def same(t: Track) -> None:
+                    t.audio_stat = stat
+                    t.audio_digest = t.audio_digest or audio_digest
+                    t.local_change = None
+
+                self.store.update(track_id, same)
+                return
+            if track.local_change and track.local_change.get("sha256") == sha:
+                return
+            change = {"sha256": sha, "seen_at": utcnow().isoformat(), "path": str(path)}
+            self.store.update(
+                track_id,
+                lambda t: setattr(t, "local_change", change),
+                note="re-exported with new audio after upload; not uploaded again",
+            )
+        log.warning(
+            "%s: re-exported with different audio after '%s' was uploaded; the upload is kept "
+            "as it is. To replace it: releaseosd remove %s --remote, then export again.",
+            path,
+            track.title,
+            track_id,
         )
 
     def start_build(
@@ -235,21 +500,26 @@ class Ingest:
         path: Path,
         sidecar: Sidecar,
         info: Any,
-        sha: str,
+        stat: AudioStat,
+        sidecar_digest: str | None,
         note: str = "",
         reread_sidecar: bool = True,
     ) -> None:
         """BUILDING now; preview and artwork on the build pool (inline for `releaseosd upload`)."""
-        self.store.transition(
-            track_id,
-            State.BUILDING,
-            note=note,
-            sha256=sha,
-            probe=probe_dict(info),
-            last_error=None,
-            local_change=None,
+
+        def building(t: Track) -> None:
+            if t.state == State.FAILED:
+                # The producer changed the export or its sidecar: a fresh set of attempts.
+                t.attempts = t.offline_attempts = 0
+            t.state = State.BUILDING
+            t.probe = probe_dict(info)
+            t.last_error = None
+            t.duplicate_of = None
+
+        self.store.update(track_id, building, note=note)
+        self.builds.submit(
+            self.build, track_id, path, sidecar, info, stat, sidecar_digest, reread_sidecar
         )
-        self.builds.submit(self.build, track_id, path, sidecar, info, reread_sidecar)
 
     def _still_incomplete(self, path: Path, track: Track | None, message: str) -> bool:
         """An export whose header and size disagree is waited for; one that stays that way for
@@ -269,27 +539,6 @@ class Ingest:
         )
         return True
 
-    def _new_or_moved(self, path: Path, sha: str) -> Track | None:
-        twins = [t for t in self.store.by_sha256(sha) if t.state != State.REMOVED]
-        for twin in twins:
-            if not Path(twin.audio_path).exists():
-                # The same audio at a new path: a move or a rename into place, not a new track.
-                log.info("%s: moved from %s", path, twin.audio_path)
-                return self.store.update(twin.id, self._moved_to(path), note="moved")
-        if twins:
-            self._mark_invalid(path, None, self._twin_message(path, twins[0]), sha)
-            return None
-        return self.store.insert(self._new_track(path, sha256=sha))
-
-    def _moved_to(self, path: Path) -> Callable[[Track], None]:
-        root = str(self.watch_root_for(path) or path.parent)
-
-        def move(track: Track) -> None:
-            track.audio_path = str(path)
-            track.watch_root = root  # its sidecar's artwork now stays inside the new folder
-
-        return move
-
     def _new_track(self, path: Path, **fields: Any) -> Track:
         return Track(
             audio_path=str(path),
@@ -298,47 +547,27 @@ class Ingest:
             **fields,
         )
 
-    def _mark_invalid(
-        self, path: Path, track: Track | None, message: str, sha: str | None = None
-    ) -> None:
+    def _mark_invalid(self, path: Path, track: Track | None, message: str) -> None:
         log.warning("%s", message)
         if track is None:
-            self.store.insert(
-                self._new_track(path, sha256=sha, state=State.INVALID, last_error=message)
-            )
+            self.store.insert(self._new_track(path, state=State.INVALID, last_error=message))
             return
-        if is_local(track.state):
+        if not track.on_soundcloud:
             self.store.transition(track.id, State.INVALID, last_error=message)
 
-    def _record_local_change(self, track: Track, path: Path, sha: str) -> None:
-        if track.local_change and track.local_change.get("sha256") == sha:
-            return
-        change = {"sha256": sha, "seen_at": utcnow().isoformat(), "path": str(path)}
-        self.store.update(
-            track.id,
-            lambda t: setattr(t, "local_change", change),
-            note="re-exported with new audio after upload; not uploaded again",
-        )
-        log.warning(
-            "%s: re-exported with different audio after '%s' was uploaded; the upload is kept "
-            "as it is. To replace it: releaseosd remove %s --remote, then export again.",
-            path,
-            track.title,
-            track.id,
-        )
-
-    def _sidecar(self, audio: Path) -> tuple[Sidecar | None, str | None]:
+    def read_sidecar(self, audio: Path) -> SidecarRead:
         own = sidecar_for(audio)
         defaults = folder_defaults_for(audio.parent)
+        digest = sidecar_digest(own, defaults)
         if own is None and defaults is None:
-            return None, None
+            return SidecarRead(None, None, None)
         try:
-            return (
-                load_sidecar(own, watch_root=self._sidecar_root(audio), folder_defaults=defaults),
-                None,
+            sidecar = load_sidecar(
+                own, watch_root=self._sidecar_root(audio), folder_defaults=defaults
             )
         except FileProblems as exc:
-            return None, str(exc)
+            return SidecarRead(None, str(exc), digest)
+        return SidecarRead(sidecar, None, digest)
 
     # --- build (on the build pool) -------------------------------------------------------------
 
@@ -348,6 +577,8 @@ class Ingest:
         path: Path,
         sidecar: Sidecar,
         info: Any,
+        stat: AudioStat,
+        sidecar_digest: str | None,
         reread_sidecar: bool = True,
     ) -> None:
         """Preview and artwork for a BUILDING track, then READY (or INVALID with the reason).
@@ -376,76 +607,111 @@ class Ingest:
                 return
             if not reread_sidecar:
                 break
-            fresh, problems = self._sidecar(path)
-            if problems is not None:
-                self._finish_invalid(track_id, problems)
+            fresh = self.read_sidecar(path)
+            if fresh.problems is not None:
+                self._finish_invalid(track_id, fresh.problems, fresh.digest)
                 return
-            if fresh is None or _shapes_the_build(fresh) == _shapes_the_build(sidecar):
-                sidecar = fresh or sidecar
+            if fresh.sidecar is None or build_shape(fresh.sidecar) == build_shape(sidecar):
+                sidecar = fresh.sidecar or sidecar
+                sidecar_digest = fresh.digest if fresh.sidecar else sidecar_digest
                 break
-            sidecar = fresh  # edited in a way that changes the preview or artwork: again
-        tags = asdict(built.info.tags) if hasattr(built.info, "tags") else {}
-        meta = effective(config.defaults, sidecar, path, tags)
-        meta["title"] = built.title if not sidecar.title else sidecar.title
-        release_at = sidecar.release_at
+            sidecar, sidecar_digest = fresh.sidecar, fresh.digest  # edited in a way that shows
+        with self._lock:
+            self._finish(track_id, path, sidecar, sidecar_digest, stat, built)
 
-        def finish(track: Track) -> None:
-            track.title = str(meta["title"])
-            track.metadata = meta
-            track.sidecar_path = str(sidecar_for(path) or "") or None
-            track.sha256 = built.sha256
-            track.preview_path = str(built.preview)
-            track.artwork_path = str(built.artwork)
-            track.release_at = track.user_release or release_at
-            track.state = State.READY
-            track.last_error = None
+    def _finish(
+        self,
+        track_id: str,
+        path: Path,
+        sidecar: Sidecar,
+        sidecar_digest: str | None,
+        stat: AudioStat,
+        built: Any,
+    ) -> None:
+        track = self.store.get(track_id)
+        if track is None or track.state != State.BUILDING:
+            return  # removed (or taken elsewhere) while it was building
+        if self._stat_now(path) != stat:
+            # Written to while it was read: these hashes describe no file. The watcher reports the
+            # new export once it is stable.
+            self.store.transition(
+                track_id, State.PENDING, note="the export changed while it was built; waiting"
+            )
+            return
+        twin = self.twin_of(track, built.audio_digest, built.sha256)
+        if twin is not None and not Path(twin.audio_path).exists():
+            self._adopted_by(twin, track, path, stat)
+            return
+        if twin is not None:
+            self._duplicate(
+                track, twin, path, built.sha256, built.audio_digest, stat, sidecar_digest
+            )
+            return
+        config = self.config
+
+        def finish(t: Track) -> None:
+            t.probe = probe_dict(built.info)
+            t.sidecar = sidecar.model_dump(mode="json", exclude_unset=True)
+            t.sidecar_digest = sidecar_digest
+            t.sidecar_path = str(sidecar_for(path) or "") or None
+            t.metadata = metadata_for(t, config, sidecar, path)
+            t.title = str(t.metadata["title"])
+            t.sha256 = built.sha256
+            t.audio_digest = built.audio_digest
+            t.audio_stat = stat
+            t.built_shape = build_shape(sidecar)
+            t.preview_path = str(built.preview)
+            t.preview_sha256 = built.preview_sha256
+            t.artwork_path = str(built.artwork)
+            t.release_at = t.user_release or sidecar.release_at
+            t.state = State.READY
+            t.last_error = None
 
         self.store.update(track_id, finish, note="preview and artwork built")
-        log.info("%s: ready (%s)", path, meta["title"])
+        log.info("%s: ready (%s)", path, track.title)
         self.on_ready(track_id)
 
-    def _finish_invalid(self, track_id: str, message: str) -> None:
+    def twin_of(self, track: Track, audio_digest: str, sha256: str) -> Track | None:
+        """The one other track with this very audio, if any: that is the copy ever uploaded.
+        Identity is the decoded audio (a re-tagged copy, a bounce saved twice) or the exact bytes
+        (records from before decoded digests)."""
+        candidates = {t.id: t for t in self.store.by_audio_digest(audio_digest)}
+        candidates.update({t.id: t for t in self.store.by_sha256(sha256)})
+        for other in sorted(candidates.values(), key=lambda t: (t.created_at, t.id)):
+            if other.id != track.id and other.state != State.REMOVED and not other.duplicate_of:
+                return other
+        return None
+
+    def _adopted_by(self, twin: Track, stray: Track, path: Path, stat: AudioStat) -> None:
+        """The audio of an existing track reappeared here (a folder copied elsewhere and the
+        original deleted): the existing record follows it; the record made for it goes."""
+        log.info("%s: the same audio as '%s', whose file is gone; it moved here", path, twin.title)
+        move = self._moved_to(path)
+
+        def follow(t: Track) -> None:
+            move(t)
+            t.audio_stat = stat
+
+        self.store.update(twin.id, follow, note=f"moved (found again as {path.name})")
+        self.store.delete(stray.id)
+        remove_built_files(self.config, stray.id)
+
+    def _finish_invalid(self, track_id: str, message: str, digest: str | None = None) -> None:
         log.warning("%s", message)
-        self.store.transition(track_id, State.INVALID, last_error=message)
 
-    # --- after upload --------------------------------------------------------------------------
+        def invalid(t: Track) -> None:
+            if t.state == State.BUILDING:  # not if it was removed meanwhile
+                t.state = State.INVALID
+                t.last_error = message
+                t.sidecar_digest = digest if digest is not None else t.sidecar_digest
 
-    def _refresh_remote_metadata(self, track: Track, audio: Path) -> None:
-        sidecar, problems = self._sidecar(audio)
-        if problems is not None:
-            self.store.update(
-                track.id,
-                lambda t: setattr(t, "last_error", problems),
-                note="sidecar edited after upload has problems; nothing sent",
-            )
-            log.warning("%s", problems)
-            return
-        if sidecar is None:
-            return
-        tags = (track.probe or {}).get("tags") or {}
-        meta = effective(self.config.defaults, sidecar, audio, tags)
-
-        def apply(t: Track) -> None:
-            t.metadata = meta
-            t.title = str(meta["title"])
-            t.last_error = None
-            if t.state != State.RELEASED and t.user_release is None:
-                t.release_at = sidecar.release_at
-
-        self.store.update(track.id, apply, note="sidecar edited")
-        self.on_metadata_changed(track.id)
+        self.store.update(track_id, invalid)
 
 
-def _shapes_the_build(sidecar: Sidecar) -> tuple[Any, ...]:
-    """The sidecar fields the preview and artwork are made from."""
+def twin_message(path: Path, twin: Track) -> str:
     return (
-        sidecar.preview,
-        sidecar.artwork,
-        sidecar.title,
-        sidecar.artist,
-        sidecar.genre,
-        sidecar.bpm,
-        sidecar.key,
+        f"{path}: the same audio as '{twin.title}' ({twin.audio_path}); "
+        "it is not uploaded twice. Delete one of the copies."
     )
 
 
@@ -459,4 +725,4 @@ def remove_built_files(config: Config, track_id: str) -> None:
     shutil.rmtree(config.state_dir / "tracks" / track_id, ignore_errors=True)
 
 
-__all__ = ["Ingest", "audio_for_sidecar", "sha256_of"]
+__all__ = ["Ingest", "audio_for_sidecar", "twin_message"]

@@ -92,6 +92,13 @@ def needs_login_message(problem: str | None = None) -> Message:
     )
 
 
+def login_before_release_message(title: str, public_at: datetime, problem: str) -> Message:
+    return Message(
+        f"Log in before {title} goes public",
+        f"It goes public {_when(public_at)}, but {problem}.\nRun: releaseosd auth login",
+    )
+
+
 def _duration(span: timedelta) -> str:
     minutes = int(span.total_seconds() // 60)
     days, rest = divmod(minutes, 24 * 60)
@@ -278,7 +285,7 @@ class Notifier:
         # no second one is started, so a hanging service costs one thread, not one per message.
         self._straggler: threading.Thread | None = None
 
-    # -- the four kinds ------------------------------------------------------------------------
+    # -- what it tells ------------------------------------------------------------------------
 
     def released(self, title: str, url: str, late_by: timedelta | None = None) -> bool:
         """The track is public now; `late_by` when it went out later than planned."""
@@ -310,6 +317,12 @@ class Notifier:
         if not self.settings.needs_login:
             return False
         return self._enqueue(needs_login_message(problem))
+
+    def login_before_release(self, title: str, public_at: datetime, problem: str) -> bool:
+        """A release is near and the stored login will not carry it: said a day ahead."""
+        if not self.settings.needs_login:
+            return False
+        return self._enqueue(login_before_release_message(title, public_at, problem))
 
     # -- lifecycle -----------------------------------------------------------------------------
 

@@ -159,6 +159,9 @@ class _Silent:
     def artwork_dropped(self, title: str) -> bool:
         return False
 
+    def login_before_release(self, title: str, public_at: dt.datetime, problem: str) -> bool:
+        return False
+
 
 class _Inline(Executor):
     """Ingest hands builds to a pool; here the build runs at once, in this thread."""
@@ -207,7 +210,7 @@ def _load_sidecar(
 ) -> tuple[Sidecar, Path]:
     from releaseosd.sidecar import Sidecar, folder_defaults_for, load_sidecar, sidecar_for
 
-    root = _watch_root(config, audio)
+    root = config.watch_root_of(audio) or audio.parent.resolve()
     own = explicit or sidecar_for(audio)
     defaults = folder_defaults_for(audio.parent)
     sidecar = (
@@ -216,21 +219,12 @@ def _load_sidecar(
         else Sidecar()
     )
     if at is not None:
-        data = sidecar.model_dump()
-        if sidecar.release_at is not None and sidecar.release_date == sidecar.release_at.date():
-            data["release_date"] = None  # it was derived from the time --at replaces
+        # Only what the producer wrote: a release_date derived from the time --at replaces is
+        # derived again.
+        data = sidecar.model_dump(exclude_unset=True)
         data["release_at"] = at
         sidecar = Sidecar.model_validate(data)
     return sidecar, root
-
-
-def _watch_root(config: Config, audio: Path) -> Path:
-    resolved = audio.resolve()
-    for folder in config.watch:
-        root = folder.path.resolve()
-        if resolved.is_relative_to(root):
-            return root
-    return audio.parent
 
 
 def _already_uploaded(audio: Path, twin: Track) -> UploadRefused:
@@ -243,63 +237,66 @@ def _already_uploaded(audio: Path, twin: Track) -> UploadRefused:
     )
 
 
-def _record_for(store: Store, audio: Path, sha: str, root: Path) -> Track:
-    """The track record this upload works on: the file's own, an earlier local attempt's, or new.
-
-    Raises UploadRefused when this audio (or this file with other audio) is on SoundCloud already.
-    """
-    twins = [t for t in store.by_sha256(sha) if t.state != State.REMOVED]
-    for twin in twins:
-        if twin.soundcloud.urn or (twin.state in REMOTE and twin.state != State.UPLOADING):
-            raise _already_uploaded(audio, twin)
+def _record_for(store: Store, audio: Path, root: Path) -> tuple[Track, bool]:
+    """The track record this upload works on: the file's own, or a new one (and whether it is
+    new). Raises UploadRefused when the file was removed, or is on SoundCloud already."""
     own = store.by_audio_path(audio)
-    if own is not None and own.state == State.REMOVED:
+    if own is None:
+        return store.insert(
+            Track(audio_path=str(audio), title=audio.stem, watch_root=str(root))
+        ), True
+    if own.state == State.REMOVED:
         raise UploadRefused(
             f"{audio} was taken out of releaseosd with 'releaseosd remove'; copy or rename the "
             "file to upload it as a new track"
         )
-    if own is not None and own.sha256 != sha and own.soundcloud.urn:
-        raise UploadRefused(
-            f"{audio} was uploaded before with different audio ({own.soundcloud.permalink_url}); "
-            f"the upload is kept as it is. To replace it: releaseosd remove {own.id} --remote, "
-            "then upload it again"
-        )
-    reusable = [t for t in ([own] if own else []) + twins if t.state != State.REMOVED]
-    if reusable:
-        track = reusable[0]
-        if track.state in (State.UPLOADING, State.NEEDS_LOGIN):
-            # An attempt cut short (crash, logged out). READY keeps its history, so the Uploader
-            # looks for it on SoundCloud by machine tag before sending anything.
-            track = store.transition(track.id, State.READY, note="picked up by 'releaseosd upload'")
-        if track.audio_path != str(audio):
-            track = store.update(
-                track.id, lambda t: setattr(t, "audio_path", str(audio)), note="uploaded from here"
-            )
-        return track
-    return store.insert(
-        Track(audio_path=str(audio), title=audio.stem, sha256=sha, watch_root=str(root))
-    )
+    if own.soundcloud.urn or (own.state in REMOTE and own.state != State.UPLOADING):
+        raise _already_uploaded(audio, own)
+    if own.state in (State.UPLOADING, State.NEEDS_LOGIN):
+        # An attempt cut short (crash, logged out). READY keeps its history, so the Uploader
+        # looks for it on SoundCloud by machine tag before sending anything.
+        own = store.transition(own.id, State.READY, note="picked up by 'releaseosd upload'")
+    return own, False
 
 
 def _build(
-    config: Config, store: Store, track: Track, audio: Path, sidecar: Sidecar, sha: str
+    config: Config, store: Store, track: Track, audio: Path, sidecar: Sidecar, is_new: bool
 ) -> Track:
-    from releaseosd.ingest import Ingest
+    """Ingest's own build step, so the record has exactly what a daemon-built one has; the same
+    audio as another track is refused the way the daemon refuses it."""
+    import os
+
+    from releaseosd.ingest import Ingest, remove_built_files
     from releaseosd.media.probe import probe
+    from releaseosd.track import AudioStat
 
     info = probe(audio)  # AudioProblem: an unfinished or broken file; the caller reports it
-    # Ingest's own build step, so the record has exactly what a daemon-built one has.
-    Ingest(config, store, _Inline()).start_build(
+    stat = AudioStat.of(os.stat(audio))
+    ingest = Ingest(config, store, _Inline())
+    ingest.start_build(
         track.id,
         audio,
         sidecar,
         info,
-        sha,
+        stat,
+        None,
         note="building for 'releaseosd upload'",
         reread_sidecar=False,
     )
-    built = store.get(track.id)
+    built = store.get(track.id) or store.by_audio_path(audio)
     assert built is not None
+    twin = store.get(built.duplicate_of) if built.duplicate_of else None
+    if twin is not None:
+        if is_new:
+            store.delete(built.id)
+            remove_built_files(config, built.id)
+        if twin.soundcloud.urn or twin.state in REMOTE:
+            raise _already_uploaded(audio, twin)
+        raise UploadRefused(
+            f"{audio}: the same audio as '{twin.title}' ({twin.audio_path}), which releaseosd "
+            f"already has ({twin.state.value}); it is not uploaded twice. Upload that one, or "
+            f"'releaseosd remove {twin.id}' first."
+        )
     return built
 
 
@@ -365,7 +362,6 @@ def run_upload(
     Never uploads audio the store knows as uploaded. Returns what happened; the message is for
     the user and the code is the command's exit status.
     """
-    from releaseosd.ingest import sha256_of
     from releaseosd.media.probe import AudioProblem
     from releaseosd.publish import Publisher
     from releaseosd.upload import Stage, Uploader
@@ -400,10 +396,9 @@ def run_upload(
         return client
 
     try:
-        sha = sha256_of(audio)
-        track = _record_for(store, audio, sha, root)
+        track, is_new = _record_for(store, audio, root)
         try:
-            track = _build(config, store, track, audio, sidecar, sha)
+            track = _build(config, store, track, audio, sidecar, is_new)
         except AudioProblem as exc:
             return Outcome(EXIT_PROBLEMS, f"not uploaded: {exc}")
         if track.state != State.READY:

@@ -1,24 +1,31 @@
 """Publish stage: what happens once SoundCloud has the track — schedule it, flip it public at its
-release minute, add it to playlists, and send later sidecar edits."""
+release minute, and keep SoundCloud in line with the sidecar (edits, playlists).
+
+Every remote step that meets a transient failure is tried again by the uploads' rules (backoff,
+Retry-After, rate limits and offline spells not counting); a permanent one tells the producer
+what to do. What is still owed to SoundCloud lives in the record (`sync`), so a crash or a
+restart picks it up where it was.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from releaseosd.retry import at, backoff_seconds
+from releaseosd.retry import at, plan_for
 from releaseosd.states import State
-from releaseosd.track import Track
+from releaseosd.track import Retrying, Track
 from releaseosd.upload import OnStage, target_sharing, track_fields, wait_for_user
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger("releaseosd.publish")
 
 # A release this much later than asked for is reported as late in the notification.
 LATE_AFTER = dt.timedelta(seconds=60)
+# States in which what SoundCloud shows is kept in line with the sidecar.
+SYNCED = (State.SCHEDULED, State.PUBLISHED, State.RELEASED)
+# Free-text fields SoundCloud empties when sent "" (the others have no "nothing" value to send).
+CLEARABLE = ("description", "genre", "label_name", "release", "isrc")
 
 
 class Publisher(OnStage):
@@ -27,16 +34,19 @@ class Publisher(OnStage):
         track = self.store.get(track_id)
         if track is None or track.state != State.PROCESSING:
             return
+        self.step_done(track_id)
         now = self.clock()
         if track.release_at is not None and track.release_at > now:
             if track.soundcloud.sharing != "private" and not self._make_private(track):
                 return
-            self.store.transition(track_id, State.SCHEDULED, next_attempt_at=None)
+            self.store.transition(
+                track_id, State.SCHEDULED, next_attempt_at=None, sync=Retrying(due_at=now)
+            )
             public_at = track.release_at if target_sharing(track) == "public" else None
             self.announce.uploaded(track.title, track.soundcloud.permalink_url, public_at)
             log.info("%s: uploaded privately; goes public at %s", track.title, track.release_at)
             self.wake(track_id, track.release_at)
-            self.sync_metadata(track_id)  # edits made while it was uploading
+            self.sync(track_id)  # edits made while it was uploading; its private playlists
             return
         if track.release_at is not None or track.soundcloud.sharing != target_sharing(track):
             self.release(track_id)
@@ -55,13 +65,7 @@ class Publisher(OnStage):
             wait_for_user(self.store, self.announce, track.id, exc)
             return False
         except SoundCloudError as exc:
-            when = at(self.clock(), backoff_seconds(1, 2.0, 60.0, self.rng, exc.retry_after))
-            self.store.update(
-                track.id,
-                lambda t: setattr(t, "next_attempt_at", when),
-                note=f"check failed: making it private until release: {exc}",
-            )
-            self.wake(track.id, when)
+            self.step_failed(track, exc, "making it private until its release time", quick=True)
             return False
 
         def hidden(t: Track) -> None:
@@ -92,11 +96,8 @@ class Publisher(OnStage):
             wait_for_user(self.store, self.announce, track_id, exc)
             return
         except SoundCloudError as exc:
-            if not exc.retryable:
-                self.store.transition(track_id, State.FAILED, last_error=str(exc))
-                self.announce.failed(track.title, str(exc), f"releaseosd release {track.id} --now")
-                return
-            self._retry_release(track, exc)
+            doing = "going public" if sharing == "public" else f"setting it {sharing}"
+            self.step_failed(track, exc, doing, fix=f"releaseosd release {track.id} --now")
             return
 
         def shared(t: Track) -> None:
@@ -104,28 +105,10 @@ class Publisher(OnStage):
             t.soundcloud.sent_fields = {**t.soundcloud.sent_fields, "sharing": sharing}
 
         self.store.update(track_id, shared)
+        self.step_done(track_id)
         fresh = self.store.get(track_id)
         if fresh is not None:
             self._finished(fresh, self.clock())
-
-    def _retry_release(self, track: Track, exc: Any) -> None:
-        attempt = sum(1 for h in track.history if h.note.startswith("release attempt failed")) + 1
-        delay = backoff_seconds(
-            attempt,
-            min(self.config.uploads.backoff_base_seconds, 30.0),
-            min(self.config.uploads.backoff_max_seconds, 300.0),
-            self.rng,
-            exc.retry_after,
-        )
-        when = at(self.clock(), delay)
-
-        def later(t: Track) -> None:
-            t.next_attempt_at = when
-            t.last_error = str(exc)
-
-        self.store.update(track.id, later, note=f"release attempt failed: {exc}")
-        log.warning("%s: going public failed (%s); trying again at %s", track.title, exc, when)
-        self.wake(track.id, when)
 
     def _finished(self, track: Track, now: dt.datetime) -> None:
         public = track.soundcloud.sharing == "public"
@@ -134,11 +117,15 @@ class Publisher(OnStage):
             late_by = now - track.release_at
 
         def done(t: Track) -> None:
-            # One write: nobody may see the new state without its publication time.
+            # One write: nobody may see the new state without its publication time, and what is
+            # owed to SoundCloud now (edits, the playlists a public track may join) is on record
+            # before anything is sent.
             t.state = State.RELEASED if public else State.PUBLISHED
             t.soundcloud.published_at = now
             t.next_attempt_at = None
             t.last_error = None
+            t.warning = None
+            t.sync = Retrying(due_at=now)
 
         self.store.update(track.id, done, note=f"late by {late_by}" if late_by else "")
         url = track.soundcloud.permalink_url or ""
@@ -146,76 +133,158 @@ class Publisher(OnStage):
             self.announce.released(track.title, url, late_by)
         else:
             self.announce.uploaded(track.title, url, None)
-        self._playlists(track.id)
-        self.sync_metadata(track.id)  # edits made while it was uploading
+        self.sync(track.id)
 
-    def _playlists(self, track_id: str) -> None:
-        from releaseosd.soundcloud.errors import SoundCloudError
+    # --- keeping SoundCloud in line with the sidecar -------------------------------------------
+
+    def sync(self, track_id: str) -> None:
+        """Send what SoundCloud is owed: a moved release time, the sidecar's changed fields, the
+        playlists. Never raises; what could not be done is retried or reported."""
+        from releaseosd.soundcloud.errors import NEEDS_USER, SoundCloudError
 
         track = self.store.get(track_id)
-        if track is None or not track.soundcloud.urn:
+        if track is None or track.sync is None or not track.soundcloud.urn:
             return
-        for name in track.metadata.get("playlist") or []:
-            if name in track.soundcloud.playlists:
-                continue
-            try:
-                self.client().ensure_in_playlist(name, track.soundcloud.urn)
-            except SoundCloudError as exc:
-                log.warning("%s: could not add to playlist '%s': %s", track.title, name, exc)
-                self._note_playlist(track_id, name, f"not added to playlist '{name}': {exc}")
-                continue
-            self._note_playlist(track_id, name, None)
-
-    def _note_playlist(self, track_id: str, name: str, error: str | None) -> None:
-        def note(t: Track) -> None:
-            if error is None:
-                t.soundcloud.playlists.append(name)
+        if track.state not in SYNCED:
+            return  # still processing: processed() arms this again when it is done
+        if self._reschedule(track):
+            return
+        track = self.store.get(track_id)
+        if track is None:
+            return
+        try:
+            self._send_changes(track)
+            self._playlists(track_id)
+        except NEEDS_USER as exc:
+            if track.state == State.RELEASED:
+                # A released track has no waiting state: try again by the offline rules; the
+                # needs_login notification comes from whichever track is parked.
+                self._sync_failed(track_id, exc, login=True)
             else:
-                t.last_error = error
+                wait_for_user(self.store, self.announce, track_id, exc)
+            return
+        except SoundCloudError as exc:
+            self._sync_failed(track_id, exc)
+            return
+        self.store.update(track_id, lambda t: setattr(t, "sync", None))
 
-        self.store.update(track_id, note, note=error or f"added to playlist '{name}'")
+    def _reschedule(self, track: Track) -> bool:
+        """A release time edited in (or out) of the sidecar: move the release. True when the
+        release went ahead, which syncs the rest itself."""
+        if track.state not in (State.SCHEDULED, State.PUBLISHED):
+            return False
+        if track.release_at is not None and track.release_at > self.clock():
+            if track.state == State.PUBLISHED:
+                self.store.transition(track.id, State.SCHEDULED, note="release time set")
+            self.wake(track.id, track.release_at)
+            return False
+        if track.state == State.SCHEDULED or track.soundcloud.sharing != target_sharing(track):
+            # The release time was taken out or has passed, or the sharing changed: it goes to its
+            # sharing now, as a scheduled release (retried like one if that fails).
+            if track.state == State.PUBLISHED:
+                self.store.transition(track.id, State.SCHEDULED, note="sharing changed")
+            self.release(track.id)
+            return True
+        return False
 
-    def sync_metadata(self, track_id: str) -> None:
-        """After a sidecar edit: move the release if its time moved, send only what changed."""
-        from releaseosd.soundcloud.errors import SoundCloudError
+    def _send_changes(self, track: Track) -> None:
+        assert track.soundcloud.urn is not None
+        sharing = track.soundcloud.sharing or "private"
+        sent = track.soundcloud.sent_fields
+        wanted = track_fields(track, sharing).metadata(track.soundcloud.sha256 or track.sha256)
+        changes: dict[str, Any] = {k: v for k, v in wanted.items() if sent.get(k) != v}
+        # A text field taken out of the sidecar is cleared, not left as it was.
+        changes.update({k: "" for k in CLEARABLE if sent.get(k) and k not in wanted})
+        if not changes:
+            return
+        self.client().update_track(track.soundcloud.urn, changes)
 
+        def sent_now(t: Track) -> None:
+            t.soundcloud.sent_fields = {
+                **t.soundcloud.sent_fields,
+                **{k: v for k, v in changes.items() if v != ""},
+            }
+            for k, v in changes.items():
+                if v == "":
+                    t.soundcloud.sent_fields.pop(k, None)
+
+        self.store.update(
+            track.id, sent_now, note="sent changed fields: " + ", ".join(sorted(changes))
+        )
+
+    def _playlists(self, track_id: str) -> None:
+        """Add the track to its sidecar's playlists; a missing one is created private. A track
+        not public yet joins only private playlists: a public one would show it early; it joins
+        those once it is released."""
         track = self.store.get(track_id)
         if track is None or not track.soundcloud.urn:
             return
         urn = track.soundcloud.urn
-        if track.state in (State.SCHEDULED, State.PUBLISHED):
-            if track.release_at is not None and track.release_at > self.clock():
-                if track.state == State.PUBLISHED:
-                    self.store.transition(track_id, State.SCHEDULED, note="release time set")
-                self.wake(track_id, track.release_at)
-            elif track.state == State.SCHEDULED or track.soundcloud.sharing != target_sharing(
-                track
-            ):
-                # The release time was taken out or has passed, or the sharing changed: it goes
-                # to its sharing now, as a scheduled release (retried like one if that fails).
-                if track.state == State.PUBLISHED:
-                    self.store.transition(track_id, State.SCHEDULED, note="sharing changed")
-                self.release(track_id)
-            track = self.store.get(track_id)
-            if track is None:
-                return
-        if track.state not in (State.SCHEDULED, State.PUBLISHED, State.RELEASED):
-            return  # still processing: processed() sends whatever changed meanwhile
-        sharing = track.soundcloud.sharing or "private"
-        wanted = track_fields(track, sharing).metadata(track.sha256)
-        changes = {k: v for k, v in wanted.items() if track.soundcloud.sent_fields.get(k) != v}
-        if not changes:
-            return
-        try:
-            self.client().update_track(urn, changes)
-        except SoundCloudError as exc:
-            log.warning("%s: could not send the sidecar's changes: %s", track.title, exc)
-            pending = f"sidecar changes not sent yet: {exc}"
-            self.store.update(track_id, lambda t: setattr(t, "last_error", pending))
-            return
+        public = track.soundcloud.sharing == "public"
+        for name in track.metadata.get("playlist") or []:
+            if name in track.soundcloud.playlists:
+                continue
+            client = self.client()
+            playlist = client.find_playlist(name)
+            if playlist is None:
+                client.create_playlist(name, "private", [urn])
+            elif playlist.get("sharing") == "public" and not public:
+                log.info("%s: joins public playlist '%s' once released", track.title, name)
+                continue
+            else:
+                client.add_to_playlist(str(playlist["urn"]), urn)
 
-        def sent(t: Track) -> None:
-            t.soundcloud.sent_fields = {**t.soundcloud.sent_fields, **changes}
-            t.last_error = None
+            def joined(t: Track, name: str = name) -> None:
+                t.soundcloud.playlists.append(name)
 
-        self.store.update(track_id, sent, note="sent changed fields: " + ", ".join(sorted(changes)))
+            self.store.update(track_id, joined, note=f"added to playlist '{name}'")
+
+    def _sync_failed(self, track_id: str, exc: BaseException, login: bool = False) -> None:
+        from releaseosd.retry import Failure, Kind
+        from releaseosd.soundcloud.errors import failure_of
+
+        track = self.store.get(track_id)
+        if track is None or track.sync is None:
+            return
+        failure = failure_of(exc)
+        if login:
+            failure = Failure(Kind.OFFLINE, failure.message)
+        cfg = self.config.uploads
+        plan = plan_for(
+            failure,
+            track.sync.attempts,
+            track.sync.offline_attempts,
+            cfg.max_attempts,
+            cfg.backoff_base_seconds,
+            cfg.backoff_max_seconds,
+            self.rng,
+        )
+        message = f"SoundCloud is not up to date with the sidecar: {failure.message}"
+        if plan.give_up:
+
+            def gave_up(t: Track) -> None:
+                t.sync = None
+                t.last_error = message
+
+            self.store.update(track_id, gave_up, note=message)
+            log.error("%s: %s", track.title, message)
+            self.announce.failed(
+                track.title,
+                message,
+                f"fix the sidecar and save it, or: releaseosd retry {track.id}",
+            )
+            return
+        when = at(self.clock(), plan.delay_seconds)
+        retrying = Retrying(
+            attempts=plan.attempts,
+            offline_attempts=plan.offline_attempts,
+            due_at=when,
+            error=failure.message,
+        )
+        self.store.update(
+            track_id,
+            lambda t: setattr(t, "sync", retrying),
+            note=f"sending to SoundCloud failed: {failure.message}",
+        )
+        log.warning("%s: %s; trying again at %s", track.title, message, when.isoformat())
+        self.wake(track_id, when)

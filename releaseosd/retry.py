@@ -5,10 +5,33 @@ from __future__ import annotations
 import datetime as dt
 import random
 from dataclasses import dataclass
+from enum import StrEnum
 
 # Attempts spent while SoundCloud cannot be reached at all count only this many times in a row:
 # an afternoon offline is normal for a laptop and must not use up a track's attempts.
 OFFLINE_ATTEMPTS_COUNTED = 3
+
+
+class Kind(StrEnum):
+    """What a failure says about trying again."""
+
+    RETRYABLE = "retryable"  # a 5xx, a timeout, an HTML error page: later, with backoff
+    RATE_LIMITED = "rate-limited"  # SoundCloud asks everyone to wait; never counts as an attempt
+    OFFLINE = "offline"  # SoundCloud cannot be reached at all: counts only a few times in a row
+    NEEDS_USER = "needs-user"  # a login, a secret, an unlocked keyring: waits for the producer
+    PERMANENT = "permanent"  # repeating will not help; the producer gets SoundCloud's message
+
+
+@dataclass(frozen=True)
+class Failure:
+    kind: Kind
+    message: str
+    status: int | None = None
+    retry_after: float | None = None
+
+    @property
+    def transient(self) -> bool:
+        return self.kind in (Kind.RETRYABLE, Kind.RATE_LIMITED, Kind.OFFLINE)
 
 
 @dataclass(frozen=True)
@@ -66,3 +89,30 @@ def plan_retry(
 
 def at(now: dt.datetime, seconds: float) -> dt.datetime:
     return now + dt.timedelta(seconds=seconds)
+
+
+def plan_for(
+    failure: Failure,
+    attempts: int,
+    offline_attempts: int,
+    max_attempts: int,
+    base: float,
+    cap: float,
+    rng: random.Random,
+) -> RetryPlan:
+    """plan_retry for any step that talks to SoundCloud: uploads, processing checks, going
+    private or public, edits and playlists all follow the same rules. A failure that is not
+    transient gives up at once."""
+    if not failure.transient:
+        return RetryPlan(True, 0.0, attempts + 1, offline_attempts)
+    return plan_retry(
+        attempts,
+        offline_attempts,
+        failure.kind == Kind.OFFLINE,
+        max_attempts,
+        base,
+        cap,
+        rng,
+        failure.retry_after,
+        rate_limited=failure.kind == Kind.RATE_LIMITED,
+    )

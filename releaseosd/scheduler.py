@@ -29,15 +29,19 @@ class Due:
     uploads: list[str]
     polls: list[str]
     releases: list[str]
+    syncs: list[str]
 
 
 def _ready_at(track: Track, now: dt.datetime) -> bool:
     return track.next_attempt_at is None or track.next_attempt_at <= now
 
 
-def due_work(tracks: list[Track], now: dt.datetime, paused: bool) -> Due:
+def due_work(
+    tracks: list[Track], now: dt.datetime, paused: bool, owed: list[Track] | None = None
+) -> Due:
     """Pure: what is due now. Uploads oldest first; releases are never held back by pausing
-    uploads (a paused queue must not make a producer miss their release minute)."""
+    uploads (a paused queue must not make a producer miss their release minute). `owed`: the
+    tracks with something still to send to SoundCloud (edits, playlists)."""
     uploads = sorted(
         (t for t in tracks if t.state == State.READY and _ready_at(t, now)),
         key=lambda t: (t.created_at, t.id),
@@ -50,7 +54,16 @@ def due_work(tracks: list[Track], now: dt.datetime, paused: bool) -> Due:
         and (t.release_at is None or t.release_at <= now)
         and _ready_at(t, now)
     ]
-    return Due([] if paused else [t.id for t in uploads], polls, releases)
+    syncs = [
+        t.id
+        for t in owed or []
+        if t.sync is not None
+        and t.sync.due_at is not None
+        and t.sync.due_at <= now
+        and t.state in (State.SCHEDULED, State.PUBLISHED, State.RELEASED)
+        and t.id not in releases
+    ]
+    return Due([] if paused else [t.id for t in uploads], polls, releases, syncs)
 
 
 class _Pool:
@@ -89,6 +102,7 @@ class Scheduler:
         poll: Callable[[str], None],
         release: Callable[[str], None],
         concurrency: int,
+        sync: Callable[[str], None] = lambda _id: None,
         clock: Callable[[], dt.datetime] = utcnow,
         tick_seconds: float = TICK_SECONDS,
         can_resume_login: Callable[[], bool] = lambda: False,
@@ -99,6 +113,7 @@ class Scheduler:
         self._upload = upload
         self._poll = poll
         self._release = release
+        self._sync = sync
         self.concurrency = concurrency
         self.clock = clock
         self.tick_seconds = tick_seconds
@@ -123,6 +138,18 @@ class Scheduler:
         self._aps.add_job(self.kick, "interval", seconds=self.tick_seconds, id="tick")
         self._aps.start()
         self.kick()
+
+    def every(self, job_id: str, seconds: float, job: Callable[[], None]) -> None:
+        """Run `job` now and then every `seconds` on the scheduler's own threads (never the
+        daemon's main loop, which must keep answering systemd's watchdog)."""
+
+        def guarded() -> None:
+            try:
+                job()
+            except Exception:
+                log.exception("%s failed; it runs again in %.0f s", job_id, seconds)
+
+        self._aps.add_job(guarded, "interval", seconds=seconds, id=job_id, next_run_time=utcnow())
 
     def stop(self) -> None:
         if self._aps.running:
@@ -152,6 +179,8 @@ class Scheduler:
                 when = track.next_attempt_at
             elif track.state == State.SCHEDULED:
                 when = max(filter(None, (track.release_at, track.next_attempt_at)), default=None)
+            if track.sync is not None and track.sync.due_at is not None:
+                when = min(filter(None, (when, track.sync.due_at)))
             if when is not None and when > now:
                 self.wake(track.id, when)
 
@@ -171,12 +200,18 @@ class Scheduler:
         if self.can_resume_login():
             self.resume_after_login()
         waiting = self.store.in_states(State.READY, State.PROCESSING, State.SCHEDULED)
-        due = due_work(waiting, self.clock(), paused=self.store.flag("paused"))
+        due = due_work(
+            waiting, self.clock(), paused=self.store.flag("paused"), owed=self.store.owing()
+        )
+        remote = [
+            *((t, self._release) for t in due.releases),
+            *((t, self._poll) for t in due.polls),
+            *((t, self._sync) for t in due.syncs),
+        ]
         with self._lock:
-            for track_id in due.releases + due.polls:
+            for track_id, job in remote:
                 if track_id not in self._busy:
                     self._busy.add(track_id)
-                    job = self._release if track_id in due.releases else self._poll
                     self._remote.submit(self._job(track_id, job))
             for track_id in due.uploads:
                 if self._uploads_running >= self.concurrency:

@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from releaseosd.localtime import explicit, local_date
 from releaseosd.yamlfile import FileProblems, LineMap, Problem, parse_yaml, read_text, validate
 
 MAX_SIDECAR_BYTES = 64 * 1024
@@ -195,9 +196,7 @@ class Sidecar(SidecarDefaults):
     @classmethod
     def _local_if_naive(cls, value: dt.datetime | None) -> dt.datetime | None:
         # Producers write the time on their wall clock; store it with that offset made explicit.
-        if value is not None and value.tzinfo is None:
-            return value.astimezone()
-        return value
+        return explicit(value) if value is not None else None
 
     @field_validator("playlist", mode="before")
     @classmethod
@@ -234,7 +233,7 @@ class Sidecar(SidecarDefaults):
     @model_validator(mode="after")
     def _release_date_default(self) -> Sidecar:
         if self.release_date is None and self.release_at is not None:
-            object.__setattr__(self, "release_date", self.release_at.date())
+            object.__setattr__(self, "release_date", local_date(self.release_at))
         return self
 
 

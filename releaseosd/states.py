@@ -24,8 +24,6 @@ class State(StrEnum):
     REMOVED = "removed"  # removed by the producer; kept so the file is not ingested again
 
 
-_LOCAL = {State.PENDING, State.INVALID, State.BUILDING, State.READY, State.FAILED}
-
 ALLOWED: dict[State, frozenset[State]] = {
     State.PENDING: frozenset({State.BUILDING, State.INVALID, State.REMOVED}),
     State.INVALID: frozenset({State.PENDING, State.BUILDING, State.REMOVED}),
@@ -35,8 +33,16 @@ ALLOWED: dict[State, frozenset[State]] = {
     ),
     # An upload that may have reached SoundCloud never goes back to a purely local state without
     # the machine-tag lookup: READY here means "look it up, then upload if absent".
+    # PENDING: the export changed under the upload, which was cut off before its last byte.
     State.UPLOADING: frozenset(
-        {State.PROCESSING, State.READY, State.FAILED, State.NEEDS_LOGIN, State.REMOVED}
+        {
+            State.PROCESSING,
+            State.READY,
+            State.PENDING,
+            State.FAILED,
+            State.NEEDS_LOGIN,
+            State.REMOVED,
+        }
     ),
     State.PROCESSING: frozenset(
         {
@@ -66,8 +72,13 @@ ALLOWED: dict[State, frozenset[State]] = {
             State.REMOVED,
         }
     ),
+    # A track that never reached SoundCloud waits here like a ready one: a re-export or a sidecar
+    # edit rebuilds it (the ingest checks it is not on SoundCloud first).
     State.NEEDS_LOGIN: frozenset(
         {
+            State.PENDING,
+            State.BUILDING,
+            State.INVALID,
             State.READY,
             State.PROCESSING,
             State.SCHEDULED,
@@ -94,8 +105,3 @@ class TransitionError(Exception):
 
 def can_move(current: State, wanted: State) -> bool:
     return wanted == current or wanted in ALLOWED[current]
-
-
-def is_local(state: State) -> bool:
-    """Nothing of this track has been sent to SoundCloud yet."""
-    return state in _LOCAL

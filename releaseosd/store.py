@@ -9,7 +9,6 @@ TinyDB is not thread-safe either, so every access goes through one lock here.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import errno
 import fcntl
 import json
@@ -261,6 +260,18 @@ class Store:
             docs = self._tracks.search(Query().state.one_of(wanted))
         return [Track.model_validate(doc) for doc in docs]
 
+    def owing(self) -> list[Track]:
+        """Tracks with edits or playlists still to send to SoundCloud."""
+        with self._lock:
+            docs = self._tracks.search(Query().sync.due_at.test(lambda v: v is not None))
+        return [Track.model_validate(doc) for doc in docs]
+
+    def warned(self) -> list[Track]:
+        """Tracks that carry a warning for the producer."""
+        with self._lock:
+            docs = self._tracks.search(Query().warning.test(lambda v: bool(v)))
+        return [Track.model_validate(doc) for doc in docs]
+
     def get(self, track_id: str) -> Track | None:
         with self._lock:
             doc = self._tracks.get(Query().id == track_id)
@@ -277,25 +288,46 @@ class Store:
             docs = self._tracks.search(Query().sha256 == sha256)
         return [Track.model_validate(d) for d in docs]
 
+    def by_audio_digest(self, digest: str) -> list[Track]:
+        with self._lock:
+            docs = self._tracks.search(Query().audio_digest == digest)
+        return [Track.model_validate(d) for d in docs]
+
+    def by_inode(self, device: int, inode: int) -> list[Track]:
+        """Records whose export was last seen as this file (a move keeps device and inode)."""
+        stat = Query().audio_stat
+        with self._lock:
+            docs = self._tracks.search((stat.device == device) & (stat.inode == inode))
+        return [Track.model_validate(d) for d in docs]
+
     def find(self, ref: str) -> list[Track]:
-        """TRACK as a user types it: an id, an id prefix, a title or a path."""
+        """TRACK as a user types it. The first kind of match that finds anything decides, most
+        exact first: the id, the title, the audio file's path, then what starts with it (an id
+        prefix of three or more characters, a title prefix) — the two kinds of prefix together,
+        so that "bad" never quietly means the track whose id starts with it when a title does
+        too. Live tracks are preferred to removed ones at each step."""
         tracks = self.all()
-        exact = [t for t in tracks if t.id == ref]
-        if exact:
-            return exact
-        by_prefix = [t for t in tracks if len(ref) >= 3 and t.id.startswith(ref)]
-        if by_prefix:
-            return by_prefix
-        folded = ref.casefold()
-        by_title = [t for t in tracks if t.title.casefold() == folded]
-        if by_title:
-            return by_title
-        with contextlib.suppress(OSError):
-            as_path = str(Path(ref).expanduser().resolve())
-            by_path = [t for t in tracks if t.audio_path == as_path]
-            if by_path:
-                return by_path
-        return [t for t in tracks if t.title.casefold().startswith(folded)] if folded else []
+        folded = ref.casefold().strip()
+        try:
+            given = Path(ref).expanduser()
+            as_paths = {str(given.absolute()), str(given.resolve())}
+        except (OSError, ValueError, RuntimeError):
+            as_paths = set()
+        steps = (
+            lambda t: t.id == ref,
+            lambda t: t.title.casefold() == folded,
+            lambda t: t.audio_path in as_paths,
+            lambda t: (
+                (len(ref) >= 3 and t.id.startswith(ref))
+                or (bool(folded) and t.title.casefold().startswith(folded))
+            ),
+        )
+        for matches_step in steps:
+            found = [t for t in tracks if matches_step(t)]
+            live = [t for t in found if t.state != State.REMOVED]
+            if found:
+                return live or found
+        return []
 
     # --- writes ---
     def insert(self, track: Track) -> Track:
@@ -313,17 +345,21 @@ class Store:
         """Read-modify-write one track under the store lock, so concurrent updates never clobber.
 
         A change of state is checked against the transition table and recorded in the history;
-        so is any change that comes with a note (e.g. metadata sent after a sidecar edit).
+        so is any change that comes with a note (e.g. metadata sent after a sidecar edit). A change
+        that changes nothing and says nothing writes nothing: a restart that finds every export
+        as it was leaves the store file untouched.
         """
         with self._lock:
             doc = self._tracks.get(Query().id == track_id)
             if doc is None:
                 raise StoreError(f"no track with id {track_id}")
             track = Track.model_validate(doc)
-            before = track.state
+            before, unchanged = track.state, track.model_dump(mode="json")
             change(track)
             if not can_move(before, track.state):
                 raise TransitionError(track_id, before, track.state)
+            if not note and track.model_dump(mode="json") == unchanged:
+                return track
             if track.state != before or note:
                 track.history.append(
                     HistoryEntry(at=utcnow(), state=track.state, previous=before, note=note)
@@ -351,7 +387,10 @@ class Store:
 
     def set_flag(self, name: str, value: bool) -> None:
         with self._lock:
-            self._db.table("meta").upsert({"flag": name, "value": value}, Query().flag == name)
+            meta = self._db.table("meta")
+            doc = meta.get(Query().flag == name)
+            if doc is None or doc.get("value") != value:
+                meta.upsert({"flag": name, "value": value}, Query().flag == name)
 
     def delete(self, track_id: str) -> None:
         with self._lock:
@@ -362,9 +401,3 @@ class Store:
         """Hold the lock across several calls that must see one consistent store."""
         with self._lock:
             yield
-
-
-def parse_when(value: str) -> dt.datetime:
-    """An ISO 8601 time from the CLI; without an offset it is local time."""
-    when = dt.datetime.fromisoformat(value)
-    return when.astimezone() if when.tzinfo is None else when

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import uuid
 from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from releaseosd.states import State
+from releaseosd.states import REMOTE, State
 
 
 def utcnow() -> dt.datetime:
@@ -29,6 +30,33 @@ class HistoryEntry(BaseModel):
     note: str = ""
 
 
+class AudioStat(BaseModel):
+    """What `stat` says of an export when it was last hashed: while all of it holds, the bytes
+    are taken to be the same and nothing is read again (a restart re-hashes nothing)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    size: int
+    mtime_ns: int
+    inode: int
+    device: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> AudioStat:
+        return cls(size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino, device=st.st_dev)
+
+
+class Retrying(BaseModel):
+    """Counters of one step that meets failures, and when it is tried next."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    attempts: int = 0
+    offline_attempts: int = 0
+    due_at: dt.datetime | None = None
+    error: str | None = None
+
+
 class RemoteTrack(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -37,9 +65,15 @@ class RemoteTrack(BaseModel):
     sharing: str | None = None
     uploaded_at: dt.datetime | None = None
     published_at: dt.datetime | None = None
-    # The metadata last sent, so an edited sidecar sends only what changed.
+    # What SoundCloud was last told (the request's own fields, or what an adopted copy had), so
+    # an edited sidecar sends only what changed.
     sent_fields: dict[str, Any] = Field(default_factory=dict)
+    # The digest SoundCloud's copy was sent with: the one its machine tag names, always.
+    sha256: str | None = None
     playlists: list[str] = Field(default_factory=list)
+    # The config's `defaults:` as they were when the track went up: a later change to them does
+    # not rewrite tracks already on SoundCloud.
+    defaults: dict[str, Any] | None = None
 
 
 class Track(BaseModel):
@@ -49,9 +83,22 @@ class Track(BaseModel):
     title: str = ""
     audio_path: str
     watch_root: str | None = None
+    # Of the export's exact bytes: what an upload must send, and what its machine tag names.
     sha256: str | None = None
+    # Of the decoded audio: the same music saved twice (other tags, another bounce of the same
+    # samples) is one track, whatever the container bytes.
+    audio_digest: str | None = None
+    audio_stat: AudioStat | None = None
     sidecar_path: str | None = None
+    # What the sidecar (over its folder's release.yaml) said, and a digest of those files' bytes:
+    # only a change to them is an edit.
+    sidecar: dict[str, Any] | None = None
+    sidecar_digest: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+    # What the preview and artwork were made from (see ingest.build_shape).
+    built_shape: str | None = None
+    # The track this one is a copy of: the same audio is never a second track.
+    duplicate_of: str | None = None
     probe: dict[str, Any] | None = None
     state: State = State.PENDING
     attempts: int = 0
@@ -59,6 +106,7 @@ class Track(BaseModel):
     next_attempt_at: dt.datetime | None = None
     last_error: str | None = None
     preview_path: str | None = None
+    preview_sha256: str | None = None
     artwork_path: str | None = None
     release_at: dt.datetime | None = None
     # `releaseosd release --now/--at` wins over the sidecar's release_at (and makes it public).
@@ -72,6 +120,12 @@ class Track(BaseModel):
     soundcloud: RemoteTrack = Field(default_factory=RemoteTrack)
     # A re-export whose content differs from what was uploaded: reported, never uploaded by itself.
     local_change: dict[str, Any] | None = None
+    # Retries of the remote step the track is in (processing checks, going private or public).
+    retry: Retrying = Field(default_factory=Retrying)
+    # Edits and playlists owed to SoundCloud once the track is up, and their retries.
+    sync: Retrying | None = None
+    # Something the producer should act on before it bites (a login gone before a release).
+    warning: str | None = None
     created_at: dt.datetime = Field(default_factory=utcnow)
     updated_at: dt.datetime = Field(default_factory=utcnow)
     history: list[HistoryEntry] = Field(default_factory=list)
@@ -80,6 +134,13 @@ class Track(BaseModel):
     def maybe_remote(self) -> bool:
         """Something of this track may be on SoundCloud: it has a URN, or a POST went out."""
         return self.soundcloud.urn is not None or bool(self.posted_sha256)
+
+    @property
+    def on_soundcloud(self) -> bool:
+        """Past the point where its audio may be replaced: uploaded, being uploaded, or known to
+        SoundCloud by URN. A track whose POST may have gone out without an answer is not: its
+        next attempt looks that copy up by machine tag before anything is sent again."""
+        return self.soundcloud.urn is not None or self.state in REMOTE
 
     def status_row(self) -> dict[str, Any]:
         """The shape `releaseosd status --json` prints: stable, documented, no secrets."""
@@ -98,6 +159,7 @@ class Track(BaseModel):
                 "sharing": self.soundcloud.sharing,
             },
             "local_change": self.local_change,
+            "warning": self.warning,
             "updated_at": _iso(self.updated_at),
         }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,10 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from releaseosd.config import Config
-from releaseosd.retry import at, backoff_seconds, plan_retry
+from releaseosd.retry import at, plan_for, plan_retry
 from releaseosd.states import State
 from releaseosd.store import Store
-from releaseosd.track import Track, utcnow
+from releaseosd.track import AudioStat, Retrying, Track, utcnow
 
 if TYPE_CHECKING:
     from releaseosd.soundcloud.client import SoundCloudClient, TrackFields
@@ -37,18 +38,21 @@ class Announcer(Protocol):
     def failed(self, title: str, reason: str, fix_command: str) -> bool: ...
     def needs_login(self, problem: str | None = None) -> bool: ...
     def artwork_dropped(self, title: str) -> bool: ...
+    def login_before_release(self, title: str, public_at: dt.datetime, problem: str) -> bool: ...
 
 
 Wake = Callable[[str, dt.datetime], None]
 
 
-def track_fields(track: Track, sharing: str) -> TrackFields:
+def track_fields(track: Track, sharing: str, meta: dict[str, Any] | None = None) -> TrackFields:
+    """What SoundCloud is told about a track: its metadata (or `meta`, as computed for a
+    request) with this sharing."""
     from releaseosd.soundcloud.client import TrackFields
 
-    meta = track.metadata
+    meta = track.metadata if meta is None else meta
     release_date = meta.get("release_date")
     return TrackFields(
-        title=track.title,
+        title=str(meta.get("title") or track.title),
         description=meta.get("description") or None,
         genre=meta.get("genre"),
         tags=tuple(meta.get("tags") or ()),
@@ -106,6 +110,8 @@ class Stage:
     announce: Announcer
     wake: Wake
     clock: Callable[[], dt.datetime] = utcnow
+    # Look at an export again (the ingest), when an upload finds it is not what was checked.
+    rebuild: Callable[[str], None] = lambda _path: None
     rng: random.Random = field(default_factory=random.Random)
 
 
@@ -125,6 +131,64 @@ class OnStage:
     def config(self) -> Config:
         return self.stage.config
 
+    def step_failed(
+        self, track: Track, exc: BaseException, doing: str, quick: bool = False, fix: str = ""
+    ) -> None:
+        """A remote step after the upload (a processing check, going private or public) failed:
+        try again by the uploads' rules (backoff, Retry-After, rate limits and offline spells
+        not using up attempts; `quick`: at most a minute apart), or give up and tell the
+        producer what to run. Waiting for a login is the caller's business."""
+        from releaseosd.soundcloud.errors import failure_of
+
+        failure = failure_of(exc)
+        cfg = self.config.uploads
+        base, cap = cfg.backoff_base_seconds, cfg.backoff_max_seconds
+        if quick:
+            base, cap = min(base, POLL_FIRST_SECONDS), min(cap, POLL_MAX_SECONDS)
+        plan = plan_for(
+            failure,
+            track.retry.attempts,
+            track.retry.offline_attempts,
+            cfg.max_attempts,
+            base,
+            cap,
+            self.rng,
+        )
+        message = f"{doing}: {failure.message}"
+        if plan.give_up:
+            self.store.transition(
+                track.id, State.FAILED, last_error=message, retry=Retrying(error=message)
+            )
+            fix = fix or f"releaseosd retry {track.id}"
+            log.error("%s: %s; giving up (%s)", track.title, message, fix)
+            self.announce.failed(track.title, message, fix)
+            return
+        when = at(self.clock(), plan.delay_seconds)
+
+        def later(t: Track) -> None:
+            t.retry = Retrying(
+                attempts=plan.attempts,
+                offline_attempts=plan.offline_attempts,
+                due_at=when,
+                error=message,
+            )
+            t.next_attempt_at = when
+            t.last_error = message
+
+        self.store.update(track.id, later, note=f"{doing} failed: {failure.message}")
+        log.warning("%s: %s; trying again at %s", track.title, message, when.isoformat())
+        self.wake(track.id, when)
+
+    def step_done(self, track_id: str) -> None:
+        """The remote step succeeded: its counters start afresh for the next one."""
+
+        def reset(t: Track) -> None:
+            if t.retry.error is not None and t.last_error == t.retry.error:
+                t.last_error = None
+            t.retry = Retrying()
+
+        self.store.update(track_id, reset)
+
 
 class Uploader(OnStage):
     def __init__(self, stage: Stage, after_processed: Callable[[str], None]) -> None:
@@ -135,7 +199,7 @@ class Uploader(OnStage):
 
     def attempt(self, track_id: str) -> None:
         """Upload (or adopt) one READY track. Never raises: every outcome lands in the store."""
-        from releaseosd.soundcloud.errors import NEEDS_USER, SoundCloudError
+        from releaseosd.soundcloud.errors import NEEDS_USER, AssetChanged, SoundCloudError
 
         track = self.store.get(track_id)
         if track is None or track.state != State.READY:
@@ -147,15 +211,25 @@ class Uploader(OnStage):
         try:
             remote = self._find_earlier_upload(track)
             if remote is None:
-                audio, duration = self._payload(track)
+                stale = self._stale_build(track)
+                if stale is not None:
+                    self._rebuild(track, stale)
+                    return
+                audio, digest, duration = self._payload(track)
                 self.client().check_quota(duration)
+                meta = self._metadata_now(track)
+                fields = track_fields(track, upload_sharing(track), meta)
                 posting = True
-                sharing = upload_sharing(track)
-                remote = self._upload(track, sharing, audio, duration)
+                remote = self._upload(track, fields, audio, digest, duration)
+                sent, copy_digest = fields.metadata(digest), str(digest)
             else:
-                sharing = str(remote.get("sharing") or "private")
                 log.info("%s: found on SoundCloud as %s; adopting it", track.title, remote["urn"])
-            self._record_upload(track, remote, sharing)
+                meta = track.metadata
+                sent, found_digest = self._adopted(track, remote)
+                copy_digest = found_digest or ""
+            self._record_upload(track, remote, sent, meta, copy_digest)
+        except AssetChanged as exc:
+            self._rebuild(track, str(exc))
         except NEEDS_USER as exc:
             wait_for_user(self.store, self.announce, track_id, exc)
         except SoundCloudError as exc:
@@ -170,79 +244,146 @@ class Uploader(OnStage):
         An attempt may have reached SoundCloud before its answer was lost (a crash, a dropped
         connection, a timeout after the body was in); the machine tag finds it, and adopting it
         beats uploading twice. One listing checks every digest the track has posted."""
-        from releaseosd.soundcloud.tags import has_machine_tag
+        # Its own digests too: a copy uploaded by an earlier record of this audio (a store
+        # restored from a backup) is adopted rather than doubled.
+        own = [track.sha256, track.preview_sha256]
+        digests = [d for d in dict.fromkeys([*track.posted_sha256, *own]) if d]
+        copies = self.client().copies_of(digests) if digests else []
+        return copies[0] if copies else None
 
-        digests = [d for d in dict.fromkeys([*track.posted_sha256, track.sha256 or ""]) if d]
-        if not digests:
-            return None
-        for remote in self.client().my_tracks():
-            if any(has_machine_tag(remote.get("tag_list"), d) for d in digests):
-                return remote
+    def _stale_build(self, track: Track) -> str | None:
+        """Why what was checked and built is not what would be sent now, or None.
+
+        The watcher reports a re-export only once it has settled; an upload that starts in
+        between must not send the half-written file under the old file's machine tag."""
+        from releaseosd.media.build import build_shape
+        from releaseosd.metadata import stored_sidecar
+
+        if track.metadata.get("upload") != "preview" and track.audio_stat is not None:
+            try:
+                now = AudioStat.of(os.stat(track.audio_path))
+            except OSError:
+                return f"{track.audio_path} is gone; nothing was uploaded"
+            if now != track.audio_stat:
+                return f"{track.audio_path} changed since it was checked; checking it again"
+        sidecar = stored_sidecar(track)
+        if track.built_shape is not None and build_shape(sidecar) != track.built_shape:
+            return "the sidecar changed what the preview and artwork show; building them again"
         return None
 
-    def _payload(self, track: Track) -> tuple[Path, float | None]:
-        """The file to send (the export, or its preview for `upload: preview`) and its length."""
+    def _rebuild(self, track: Track, why: str) -> None:
+        """The export (or what its build shows) changed: back to pending, checked and built
+        afresh; only then is it uploaded, as the bytes then checked."""
+        log.info("%s: %s", track.title, why)
+        self.store.transition(track.id, State.PENDING, note=why, last_error=None)
+        self.stage.rebuild(track.audio_path)
+
+    def _metadata_now(self, track: Track) -> dict[str, Any]:
+        """The metadata as it goes up: the sidecar with the config's defaults of this moment
+        (a reload since the build counts); records from before sidecars were kept send theirs."""
+        from releaseosd.metadata import metadata_for, stored_sidecar
+
+        sidecar = stored_sidecar(track)
+        if sidecar is None:
+            return track.metadata
+        return metadata_for(track, self.config, sidecar, Path(track.audio_path))
+
+    def _payload(self, track: Track) -> tuple[Path, str, float | None]:
+        """The file to send (the export, or its preview for `upload: preview`), the digest it
+        was checked to have, and its length."""
+        from releaseosd.media.build import file_sha256
+
         if track.metadata.get("upload") == "preview" and track.preview_path:
             # The preview as built: a sidecar's own length, or one from before a reload, is not
             # the config's.
             from releaseosd.media.probe import AudioProblem, probe
 
             preview = Path(track.preview_path)
+            digest = track.preview_sha256 or file_sha256(preview)
             try:
-                return preview, probe(preview).duration
+                return preview, digest, probe(preview).duration
             except (AudioProblem, OSError):
-                return preview, self.config.preview.length
+                return preview, digest, self.config.preview.length
         duration = (track.probe or {}).get("duration")
-        return Path(track.audio_path), float(duration) if duration is not None else None
+        audio = Path(track.audio_path)
+        return (
+            audio,
+            track.sha256 or file_sha256(audio),
+            float(duration) if duration is not None else None,
+        )
 
     def _upload(
-        self, track: Track, sharing: str, audio: Path, duration: float | None
+        self,
+        track: Track,
+        fields: TrackFields,
+        audio: Path,
+        digest: str,
+        duration: float | None,
     ) -> dict[str, Any]:
         artwork = None
         if track.artwork_path and not track.without_artwork:
             artwork = Path(track.artwork_path)
-        if track.sha256 and track.sha256 not in track.posted_sha256:
+        if digest not in track.posted_sha256:
             # Written before the first byte goes out, so a crash mid-POST is looked up later.
-            digest = track.sha256
             self.store.update(track.id, lambda t: t.posted_sha256.append(digest))
         return self.client().upload_track(
             audio,
-            track_fields(track, sharing),
+            fields,
             artwork,
-            sha256=track.sha256,
+            sha256=digest,
             duration_seconds=duration,
             check_quota=False,
         )
 
-    def _record_upload(self, track: Track, remote: dict[str, Any], sharing: str) -> None:
-        """`sharing` is what the POST said (or what the adopted copy has), never a recomputed
-        wish: the sidecar may have changed while the upload ran."""
+    def _adopted(self, track: Track, remote: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+        """What an earlier upload found on SoundCloud says of itself (so that whatever differs
+        from the sidecar is sent afterwards), and which of the track's digests it carries."""
+        from releaseosd.soundcloud.client import fields_of_track
+
+        candidates = [*track.posted_sha256, track.sha256, track.preview_sha256]
+        digest = next((d for d in candidates if d and _tagged(remote, d)), None)
+        return fields_of_track(remote), digest
+
+    def _record_upload(
+        self,
+        track: Track,
+        remote: dict[str, Any],
+        sent: dict[str, Any],
+        meta: dict[str, Any],
+        copy_digest: str,
+    ) -> None:
+        """`sent` is what the request carried (or what the adopted copy has), never a recomputed
+        wish: the sidecar may have changed while the upload ran, and that change is sent after."""
         now = self.clock()
-        remote_digest = next(
-            (d for d in [track.sha256, *track.posted_sha256] if d and _tagged(remote, d)),
-            track.sha256,
-        )
+        defaults = self.config.defaults.model_dump(mode="json")
 
         def recorded(t: Track) -> None:
             # The URN is written before anything else happens: from here on the track is known
             # to be on SoundCloud whatever follows.
             t.soundcloud.urn = str(remote["urn"])
             t.soundcloud.permalink_url = remote.get("permalink_url")
-            t.soundcloud.sharing = str(remote.get("sharing") or sharing)
+            t.soundcloud.sharing = str(remote.get("sharing") or sent.get("sharing") or "private")
             t.soundcloud.uploaded_at = t.soundcloud.uploaded_at or now
-            t.soundcloud.sent_fields = track_fields(t, sharing).metadata(remote_digest)
-            if remote_digest and remote_digest != t.sha256:
+            t.soundcloud.sent_fields = sent
+            t.soundcloud.sha256 = copy_digest or None
+            t.soundcloud.defaults = t.soundcloud.defaults or defaults
+            if t.sidecar_digest == track.sidecar_digest:
+                # No edit came in meanwhile: the record says what went up.
+                t.metadata = meta
+                t.title = str(meta.get("title") or t.title)
+            if copy_digest not in ("", t.sha256, t.preview_sha256):
                 # An earlier export is what SoundCloud has; the newer audio stays local.
                 t.local_change = {
                     "sha256": t.sha256,
                     "seen_at": now.isoformat(),
                     "path": t.audio_path,
                 }
-                t.sha256 = remote_digest
+                t.sha256, t.audio_digest = copy_digest, None
             t.state = State.PROCESSING
             t.last_error = None
             t.offline_attempts = 0
             t.next_attempt_at = None
+            t.retry = Retrying()
 
         self.store.update(track.id, recorded, note=f"uploaded as {remote['urn']}")
         if remote.get("state") in (None, "finished"):
@@ -269,13 +410,7 @@ class Uploader(OnStage):
             wait_for_user(self.store, self.announce, track_id, exc)
             return
         except SoundCloudError as exc:
-            log.warning("%s: checking processing failed (%s); will check again", track.title, exc)
-            self._poll_later(
-                track_id,
-                self._check_delay(track),
-                retry_after=exc.retry_after,
-                note=f"check failed: {exc}",
-            )
+            self.step_failed(track, exc, "checking SoundCloud's processing", quick=True)
             return
         state = remote.get("state")
         if state in (None, "finished"):
@@ -286,22 +421,9 @@ class Uploader(OnStage):
             waited = (self.clock() - (track.soundcloud.uploaded_at or self.clock())).total_seconds()
             self._poll_later(track_id, min(POLL_MAX_SECONDS, max(POLL_FIRST_SECONDS, waited / 4)))
 
-    def _check_delay(self, track: Track) -> float:
-        """Backoff for processing checks that failed: the upload's schedule, capped at a minute."""
-        failures = sum(1 for h in track.history[-20:] if h.note.startswith("check failed"))
-        cfg = self.config.uploads
-        return backoff_seconds(
-            failures + 1,
-            min(cfg.backoff_base_seconds, POLL_FIRST_SECONDS),
-            min(cfg.backoff_max_seconds, POLL_MAX_SECONDS),
-            self.rng,
-        )
-
-    def _poll_later(
-        self, track_id: str, seconds: float, retry_after: float | None = None, note: str = ""
-    ) -> None:
-        when = at(self.clock(), max(seconds, (retry_after or 0) + 0.05))
-        self.store.update(track_id, lambda t: setattr(t, "next_attempt_at", when), note=note)
+    def _poll_later(self, track_id: str, seconds: float) -> None:
+        when = at(self.clock(), seconds)
+        self.store.update(track_id, lambda t: setattr(t, "next_attempt_at", when))
         self.wake(track_id, when)
 
     def _processing_failed(self, track_id: str) -> None:
@@ -316,12 +438,7 @@ class Uploader(OnStage):
             self.client().delete_track(urn)
         except SoundCloudError as exc:
             log.warning("%s: could not delete failed upload %s (%s)", track.title, urn, exc)
-            self._poll_later(
-                track_id,
-                self._check_delay(track),
-                retry_after=exc.retry_after,
-                note=f"check failed: deleting {urn}: {exc}",
-            )
+            self.step_failed(track, exc, f"deleting {urn}, which SoundCloud could not process")
             return
         self._back_to_ready(
             track, f"SoundCloud could not process {urn}; deleted it to upload again"
@@ -349,9 +466,12 @@ class Uploader(OnStage):
             t.soundcloud.permalink_url = None
             t.soundcloud.uploaded_at = None
             t.soundcloud.sharing = None
+            t.soundcloud.sent_fields = {}
+            t.soundcloud.defaults = None
             t.attempts = plan.attempts
             t.last_error = note
             t.next_attempt_at = when
+            t.retry = Retrying()
             t.state = State.READY if not plan.give_up else State.FAILED
 
         self.store.update(track.id, reset, note=note)
@@ -363,50 +483,39 @@ class Uploader(OnStage):
     # --- failures ------------------------------------------------------------------------------
 
     def _failed_attempt(self, track_id: str, exc: BaseException, posting: bool = False) -> None:
-        from releaseosd.soundcloud.errors import RateLimited, SoundCloudError
+        from releaseosd.soundcloud.errors import failure_of
 
         track = self.store.get(track_id)
         if track is None:
             return
-        retryable = exc.retryable if isinstance(exc, SoundCloudError) else True
-        status = exc.status if isinstance(exc, SoundCloudError) else None
-        retry_after = exc.retry_after if isinstance(exc, SoundCloudError) else None
-        message = str(exc) or type(exc).__name__
-        offline = (
-            retryable
-            and status is None
-            and isinstance(exc, SoundCloudError)
-            and not isinstance(exc, RateLimited)
-        )
-        cfg = self.config.uploads
-        if not retryable:
+        failure = failure_of(exc)
+        if not failure.transient:
             self.store.transition(
-                track_id, State.FAILED, last_error=message, attempts=track.attempts + 1
+                track_id, State.FAILED, last_error=failure.message, attempts=track.attempts + 1
             )
-            self.announce.failed(track.title, message, f"releaseosd retry {track.id}")
+            self.announce.failed(track.title, failure.message, f"releaseosd retry {track.id}")
             return
-        plan = plan_retry(
+        cfg = self.config.uploads
+        plan = plan_for(
+            failure,
             track.attempts,
             track.offline_attempts,
-            offline,
             cfg.max_attempts,
             cfg.backoff_base_seconds,
             cfg.backoff_max_seconds,
             self.rng,
-            retry_after,
-            rate_limited=isinstance(exc, RateLimited),
         )
         artwork_5xx = (
             posting
-            and status is not None
-            and status >= 500
+            and failure.status is not None
+            and failure.status >= 500
             and bool(track.artwork_path)
             and not track.without_artwork
         )
         streak = track.artwork_5xx + 1 if artwork_5xx else 0
         drop_artwork = streak >= ARTWORK_5XX_LIMIT
         when = at(self.clock(), plan.delay_seconds)
-        note = f"attempt failed: {message}"
+        message = failure.message
 
         def retry(t: Track) -> None:
             t.attempts = plan.attempts
@@ -417,7 +526,7 @@ class Uploader(OnStage):
             t.artwork_5xx = 0 if drop_artwork else streak
             t.without_artwork = t.without_artwork or drop_artwork
 
-        self.store.update(track_id, retry, note=note)
+        self.store.update(track_id, retry, note=f"attempt failed: {message}")
         if drop_artwork:
             log.warning(
                 "%s: SoundCloud keeps failing uploads that carry artwork; trying without it "

@@ -41,7 +41,13 @@ from watchdog.observers.polling import PollingObserver
 
 from releaseosd.config import WatchFolder
 from releaseosd.sidecar import SIDECAR_SUFFIXES
-from releaseosd.stability import DEFAULT_RETRY_MAX_SECONDS, StabilityTracker, StatFn, stat_identity
+from releaseosd.stability import (
+    DEFAULT_RETRY_MAX_SECONDS,
+    Phase,
+    StabilityTracker,
+    StatFn,
+    stat_identity,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -250,6 +256,7 @@ class ExportWatcher:
         poll_seconds: float = 2.0,
         retry_max_seconds: float = DEFAULT_RETRY_MAX_SECONDS,
         stat: StatFn = stat_identity,
+        first_scan_done: threading.Event | None = None,
     ) -> None:
         if reconcile_seconds <= 0:
             raise ValueError(f"reconcile_seconds must be > 0, got {reconcile_seconds}")
@@ -273,6 +280,10 @@ class ExportWatcher:
         self._stopping = False
         self._lock = threading.Lock()  # guards the tracker for pending() from other threads
         self._worker: threading.Thread | None = None
+        # Set once every file found by the start-up scan has been reported (or has gone): from
+        # then on the store reflects what was on disk when the daemon started.
+        self.first_scan_done = first_scan_done or threading.Event()
+        self._first_scan: set[Path] | None = None
 
     # -- public API -----------------------------------------------------------------------------
 
@@ -331,6 +342,9 @@ class ExportWatcher:
             self._scan_all()
         except Exception:
             logger.exception("Watcher start-up scan failed; retrying at the next reconcile")
+        with self._lock:
+            self._first_scan = set(self._tracker.known())
+        self._note_first_scan()
         now = self._clock()
         next_reconcile = now + self._reconcile_seconds
         next_health = now + _HEALTH_SECONDS
@@ -362,6 +376,7 @@ class ExportWatcher:
                     self._tick()
                     next_tick = self._clock() + self._tick_seconds
                 self._report_gone()
+                self._note_first_scan()
             except Exception:
                 # One bad step (a bug, a vanished mount) must not end watching for good.
                 logger.exception("Watcher step failed; carrying on")
@@ -396,6 +411,16 @@ class ExportWatcher:
             folder = self._folder_for(new_dir)
             if folder is not None and new_dir.is_dir() and not self._dir_ignored(new_dir, folder):
                 self._observe_all(self._walk(new_dir, folder))
+
+    def _note_first_scan(self) -> None:
+        if self._first_scan is None or self.first_scan_done.is_set():
+            return
+        with self._lock:
+            self._first_scan = {
+                p for p in self._first_scan if self._tracker.phase(p) is Phase.WAITING
+            }
+        if not self._first_scan:
+            self.first_scan_done.set()
 
     def _tick(self) -> None:
         with self._lock:

@@ -26,13 +26,41 @@ ARTWORK_STEM = "artwork"
 class BuiltAssets:
     info: AudioInfo
     sha256: str  # of the audio file's bytes
+    audio_digest: str  # of the decoded samples: the same music under other tags has the same one
     preview: Path
+    preview_sha256: str
     artwork: Path
     artwork_source: Literal["waveform", "sidecar"]
     loudest_start: float
     preview_start: float
     title: str
     warnings: tuple[str, ...] = ()  # worth telling the producer, not worth refusing the track
+
+
+def build_shape(sidecar: Sidecar | None) -> str:
+    """What of a sidecar the preview and artwork are made from, as a digest: an edit that leaves
+    it alone needs no rebuild."""
+    if sidecar is None:
+        return ""
+    shaping = sidecar.model_dump(
+        mode="json", include={"preview", "artwork", "title", "artist", "genre", "bpm", "key"}
+    )
+    return hashlib.sha256(repr(sorted(shaping.items())).encode()).hexdigest()[:16]
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, as `sha256sum` prints it."""
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def content_digests(audio: Path, ffmpeg: Ffmpeg | None = None) -> tuple[str, str]:
+    """(sha256 of the bytes, digest of the decoded samples) of an export, without building
+    anything: to tell whether a re-saved file holds other audio than the one uploaded."""
+    info = probe(audio)
+    hasher, content = hashlib.sha256(), hashlib.sha256()
+    scan(audio, info, 16, 1.0, ffmpeg or find_ffmpeg(), hasher, content)
+    return hasher.hexdigest(), content.hexdigest()
 
 
 def preview_start(
@@ -82,8 +110,8 @@ def build_assets(
     # Supplied artwork is checked before the long part, so a bad image fails fast.
     notes = check_artwork(sidecar.artwork) if sidecar.artwork is not None else []
 
-    hasher = hashlib.sha256()
-    waveform = scan(audio, info, config.artwork.bars, length, ffmpeg, hasher=hasher)
+    hasher, content = hashlib.sha256(), hashlib.sha256()
+    waveform = scan(audio, info, config.artwork.bars, length, ffmpeg, hasher, content)
     title = track_title(sidecar, info, audio)
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -111,7 +139,9 @@ def build_assets(
     return BuiltAssets(
         info=info,
         sha256=hasher.hexdigest(),
+        audio_digest=content.hexdigest(),
         preview=preview,
+        preview_sha256=file_sha256(preview),
         artwork=artwork,
         artwork_source=source,
         loudest_start=waveform.loudest_start,

@@ -181,8 +181,15 @@ def _hash_range(f: BinaryIO, start: int, end: int, hasher: Hasher) -> None:
 
 
 def _scan_pcm(
-    path: Path, layout: PcmLayout, bars: int, window: float, hasher: Hasher | None
+    path: Path,
+    layout: PcmLayout,
+    bars: int,
+    window: float,
+    hasher: Hasher | None,
+    content: Hasher | None = None,
 ) -> WaveformScan:
+    if content is not None:
+        content.update(pcm_kind(layout).encode())
     full = full_scale(layout)
     block = layout.block_align
     chunk = max(1, _CHUNK_BYTES // block) * block
@@ -201,13 +208,15 @@ def _scan_pcm(
                 raise AudioIncomplete(
                     f"{path.name}: the file got shorter while it was read: is it still being written?"
                 )
-            if hasher is not None:
-                hasher.update(view[:got])
+            for sink in (hasher, content):
+                if sink is not None:
+                    sink.update(view[:got])
             usable = got - got % block
             if usable != got:  # a read ending mid-frame: finish the frame before folding it
                 more = f.readinto(view[got : got + block - got % block]) or 0
-                if hasher is not None:
-                    hasher.update(view[got : got + more])
+                for sink in (hasher, content):
+                    if sink is not None:
+                        sink.update(view[got : got + more])
                 got += more
                 usable = got - got % block
             left -= got
@@ -267,8 +276,16 @@ def _widen_pipe(fd: int) -> None:
 
 
 def _scan_decoded(
-    path: Path, info: AudioInfo, bars: int, window: float, ffmpeg: Ffmpeg, hasher: Hasher | None
+    path: Path,
+    info: AudioInfo,
+    bars: int,
+    window: float,
+    ffmpeg: Ffmpeg,
+    hasher: Hasher | None,
+    content: Hasher | None = None,
 ) -> WaveformScan:
+    if content is not None:
+        content.update(f"s16le:{info.sample_rate}:{info.channels}:".encode())
     if hasher is not None:
         with path.open("rb") as f:
             _hash_range(f, 0, os.fstat(f.fileno()).st_size, hasher)
@@ -289,6 +306,8 @@ def _scan_decoded(
                 if not got:
                     ended = True
                     break
+                if content is not None:
+                    content.update(view[pending : pending + got])
                 pending += got
             usable = pending - pending % frame
             scanner.feed(np.frombuffer(view[:usable], dtype="<i2"))
@@ -313,14 +332,26 @@ def scan(
     window_seconds: float,
     ffmpeg: Ffmpeg,
     hasher: Hasher | None = None,
+    content: Hasher | None = None,
 ) -> WaveformScan:
     """Peaks for `bars` bars and the start of the loudest `window_seconds`, in one pass.
 
-    If `hasher` is given every byte of the file is fed to it (in the same read for WAV/AIFF).
+    If `hasher` is given every byte of the file is fed to it (in the same read for WAV/AIFF);
+    `content` is fed the decoded audio after a line naming its sample format (for WAV/AIFF the
+    sample bytes themselves, for other formats ffmpeg's 16-bit PCM), so two files holding the
+    same samples under different tags or chunk layouts feed it the same bytes.
     Raises AudioProblem when the audio cannot be decoded, AudioIncomplete when less audio decodes
     than the header promised.
     """
     layout = pcm_layout(path) if info.format in ("wav", "aiff") else None
     if layout is not None:
-        return _scan_pcm(path, layout, bars, window_seconds, hasher)
-    return _scan_decoded(path, info, bars, window_seconds, ffmpeg, hasher)
+        return _scan_pcm(path, layout, bars, window_seconds, hasher, content)
+    return _scan_decoded(path, info, bars, window_seconds, ffmpeg, hasher, content)
+
+
+def pcm_kind(layout: PcmLayout) -> str:
+    """The sample format of raw PCM bytes, as the content digest names it."""
+    return (
+        f"{layout.encoding}{8 * layout.sample_width}{layout.byte_order}:"
+        f"{layout.sample_rate}:{layout.channels}:"
+    )

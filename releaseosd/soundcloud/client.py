@@ -6,6 +6,7 @@ refresh and one retry. Failures are raised as the values in `errors.py`.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import logging
@@ -26,6 +27,7 @@ import httpx
 from releaseosd import __version__ as _version
 from releaseosd.config import SoundCloudConfig
 from releaseosd.soundcloud.errors import (
+    AssetChanged,
     NotFound,
     Permanent,
     ProcessingTimeout,
@@ -158,6 +160,32 @@ class TrackFields:
         ]
 
 
+# Text fields of a Track response that a request sets under the same name.
+_ECHOED_TEXT = ("title", "description", "genre", "tag_list", "label_name", "release", "isrc")
+_ECHOED_FLAGS = ("downloadable", "streamable", "commentable", "reveal_stats", "reveal_comments")
+
+
+def fields_of_track(track: dict[str, Any]) -> dict[str, str | bool]:
+    """A Track as SoundCloud returns it, in the shape of `TrackFields.metadata()`: what an
+    adopted upload already says, so that only what differs is sent."""
+    out: dict[str, str | bool] = {}
+    for key in (*_ECHOED_TEXT, "license", "sharing"):
+        value = track.get(key)
+        if isinstance(value, str) and value:
+            out[key] = value
+    for key in _ECHOED_FLAGS:
+        if isinstance(track.get(key), bool):
+            out[key] = track[key]
+    parts = [track.get(f"release_{unit}") for unit in ("year", "month", "day")]
+    if all(isinstance(p, int) and p > 0 for p in parts):
+        with contextlib.suppress(ValueError):
+            out["release_date"] = dt.date(*parts).isoformat()  # type: ignore[arg-type]
+    url = track.get("permalink_url")
+    if isinstance(url, str) and url.rstrip("/"):
+        out["permalink"] = url.rstrip("/").rsplit("/", 1)[-1]
+    return out
+
+
 def asset_filename(path: Path, fallback: str = "track") -> str:
     """A short ASCII multipart filename with the file's extension.
 
@@ -177,6 +205,8 @@ class _FilePart:
     filename: str
     content_type: str
     size: int
+    # The SHA-256 these bytes must have: a file that reads otherwise is never sent whole.
+    sha256: str | None = None
 
 
 @dataclass
@@ -236,23 +266,46 @@ class MultipartBody:
         for head, part in zip(self._file_heads, self.files, strict=True):
             yield head
             sent += len(head)
-            remaining = part.size
-            with part.path.open("rb") as handle:
-                while remaining > 0:
-                    chunk = handle.read(min(UPLOAD_CHUNK, remaining))
-                    if not chunk:
-                        raise Retryable(
-                            f"{part.path} shrank while it was being uploaded (is something still "
-                            "writing it?); will try again"
-                        )
-                    remaining -= len(chunk)
-                    sent += len(chunk)
-                    yield chunk
-                    report(sent, self.length)
+            for chunk in _verified_chunks(part):
+                sent += len(chunk)
+                yield chunk
+                report(sent, self.length)
             yield b"\r\n"
             sent += 2
         yield self._tail
         report(sent + len(self._tail), self.length)
+
+
+def _verified_chunks(part: _FilePart) -> Iterator[bytes]:
+    """The part's bytes, hashed as they are read; the last chunk is held back until the whole
+    file is known to match `part.sha256`. A file rewritten meanwhile (a re-export in place, a
+    symlink pointed elsewhere) raises AssetChanged before the body is complete, so the server
+    never sees a whole request and creates nothing."""
+    digest = hashlib.sha256() if part.sha256 else None
+    remaining = part.size
+    held: bytes | None = None
+    with part.path.open("rb") as handle:
+        if os.fstat(handle.fileno()).st_size != part.size:
+            raise AssetChanged(f"{part.path} changed size before it was sent; not uploaded")
+        while remaining > 0:
+            chunk = handle.read(min(UPLOAD_CHUNK, remaining))
+            if not chunk:
+                raise AssetChanged(
+                    f"{part.path} shrank while it was being uploaded (is something still "
+                    "writing it?); not uploaded"
+                )
+            remaining -= len(chunk)
+            if digest is not None:
+                digest.update(chunk)
+            if held is not None:
+                yield held
+            held = chunk
+        if digest is not None and digest.hexdigest() != part.sha256:
+            raise AssetChanged(
+                f"{part.path} is not the file that was checked (it changed on disk); not uploaded"
+            )
+    if held is not None:
+        yield held
 
 
 def _quote_param(value: str) -> str:
@@ -448,18 +501,21 @@ class SoundCloudClient:
     ) -> dict[str, Any]:
         """POST /tracks, streaming the audio from disk; returns SoundCloud's Track (with `urn`).
 
-        The machine tag comes from `sha256` (the digest the pipeline tracks the file by); when
-        None, the uploaded file's own digest is used. Pass `artwork=None` to upload without
-        artwork (see `should_drop_artwork`).
+        The machine tag names `sha256`, the digest of the bytes the caller checked (when None,
+        the file's digest as read now), and only bytes with that digest are ever sent whole:
+        a file that reads otherwise raises AssetChanged with the request cut off before its end.
+        Pass `artwork=None` to upload without artwork (see `should_drop_artwork`).
         """
         action = f"uploading {audio.name}"
         try:
+            digest = sha256 or _sha256(audio)
             parts = [
-                _file_part("track[asset_data]", audio, _AUDIO_TYPES, "application/octet-stream")
+                _file_part(
+                    "track[asset_data]", audio, _AUDIO_TYPES, "application/octet-stream", digest
+                )
             ]
             if artwork is not None:
                 parts.append(_file_part("track[artwork_data]", artwork, _IMAGE_TYPES, "image/jpeg"))
-            digest = sha256 or _sha256(audio)
         except OSError as exc:
             raise classify(exc, action=action) from None
         if check_quota:
@@ -543,13 +599,16 @@ class SoundCloudClient:
     def my_tracks(self) -> list[dict[str, Any]]:
         return list(self._paged("/me/tracks", "listing your SoundCloud tracks", {}))
 
-    def find_by_machine_tag(self, sha256: str) -> dict[str, Any] | None:
-        """The newest of the user's tracks carrying releaseosd's machine tag for this file."""
-        machine_tag(sha256)  # reject a bad digest before any request
-        for track in self._paged("/me/tracks", "looking for an earlier upload", {}):
-            if has_machine_tag(track.get("tag_list"), sha256):
-                return track
-        return None
+    def copies_of(self, digests: list[str]) -> list[dict[str, Any]]:
+        """The user's tracks whose machine tag names any of these digests (an upload that reached
+        SoundCloud though its answer was lost is found this way), in SoundCloud's order."""
+        for digest in digests:
+            machine_tag(digest)  # reject a bad digest before any request
+        return [
+            track
+            for track in self._paged("/me/tracks", "looking for earlier uploads", {})
+            if any(has_machine_tag(track.get("tag_list"), d) for d in digests)
+        ]
 
     # ---- playlists -------------------------------------------------------------------------
 
@@ -612,6 +671,18 @@ class SoundCloudClient:
             data = self._json(response, action)
             return data if isinstance(data, dict) else {}
 
+    def find_playlist(self, title: str) -> dict[str, Any] | None:
+        """The user's playlist with this title (first of several), or None."""
+        wanted = title.strip()
+        return next(
+            (
+                p
+                for p in self.my_playlists()
+                if str(p.get("title", "")).strip() == wanted and p.get("urn")
+            ),
+            None,
+        )
+
     def ensure_in_playlist(
         self, title: str, track_urn: str, sharing: Sharing = "private"
     ) -> dict[str, Any]:
@@ -634,7 +705,9 @@ def _urn(urn: str) -> str:
     return quote(urn, safe=":")
 
 
-def _file_part(name: str, path: Path, types: dict[str, str], default_type: str) -> _FilePart:
+def _file_part(
+    name: str, path: Path, types: dict[str, str], default_type: str, sha256: str | None = None
+) -> _FilePart:
     size = os.stat(path).st_size
     return _FilePart(
         name=name,
@@ -642,6 +715,7 @@ def _file_part(name: str, path: Path, types: dict[str, str], default_type: str) 
         filename=asset_filename(path),
         content_type=types.get(path.suffix.lower(), default_type),
         size=size,
+        sha256=sha256,
     )
 
 

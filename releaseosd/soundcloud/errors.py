@@ -14,6 +14,8 @@ from typing import Any
 
 import httpx
 
+from releaseosd.retry import Failure, Kind
+
 LOGIN_HINT = "run 'releaseosd auth login'"
 _MAX_MESSAGE = 300
 
@@ -66,6 +68,14 @@ class RateLimited(Retryable):
 
 class ProcessingTimeout(Retryable):
     """SoundCloud accepted the upload but has not finished processing it yet."""
+
+
+class AssetChanged(SoundCloudError):
+    """The file being uploaded is not the one that was checked (it changed on disk before or
+    while it was sent); the request was cut off before its last byte, so SoundCloud created
+    nothing. Build and check the new export, then upload that."""
+
+    default_retryable = True
 
 
 class Permanent(SoundCloudError):
@@ -342,3 +352,22 @@ def _clip(text: str) -> str:
 # Failures only the user can fix (log in, set up the app, unlock the keyring). A track meeting one
 # waits in `needs_login` without spending attempts, and carries on once the user has acted.
 NEEDS_USER: tuple[type[SoundCloudError], ...] = (NeedsLogin, NotConfigured, KeyringUnavailable)
+
+
+def failure_of(exc: BaseException) -> Failure:
+    """Any exception a step met, as what it means for trying again."""
+    message = str(exc) or type(exc).__name__
+    if isinstance(exc, NEEDS_USER):
+        return Failure(Kind.NEEDS_USER, message)
+    if not isinstance(exc, SoundCloudError):
+        # A bug or a local hiccup: tried again on the normal schedule, and logged where it arose.
+        return Failure(Kind.RETRYABLE, message)
+    if isinstance(exc, RateLimited):
+        kind = Kind.RATE_LIMITED
+    elif not exc.retryable:
+        kind = Kind.PERMANENT
+    elif exc.status is None and not isinstance(exc, AssetChanged):
+        kind = Kind.OFFLINE
+    else:
+        kind = Kind.RETRYABLE
+    return Failure(kind, message, exc.status, exc.retry_after)

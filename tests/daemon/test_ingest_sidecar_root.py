@@ -30,13 +30,15 @@ def test_a_folder_dropped_by_a_reload_still_bounds_its_tracks_artwork(tmp_path: 
         with ThreadPoolExecutor(1) as pool:
             ingest = Ingest(config, store, pool)
             (dropped / "Song.yaml").write_text(f"artwork: {tmp_path / 'private.png'}\n")
-            sidecar, problems = ingest._sidecar(audio)
+            read = ingest.read_sidecar(audio)
+            sidecar, problems = read.sidecar, read.problems
             assert sidecar is None
             assert problems is not None and "outside the watched folder" in problems
             assert str(dropped) in problems
 
             (dropped / "Song.yaml").write_text("artwork: cover.png\n")
-            sidecar, problems = ingest._sidecar(audio)
+            read = ingest.read_sidecar(audio)
+            sidecar, problems = read.sidecar, read.problems
             assert problems is None and sidecar is not None
             assert sidecar.artwork == (dropped / "cover.png").resolve()
     finally:
@@ -59,7 +61,8 @@ def test_a_moved_track_is_bounded_by_its_new_folder(tmp_path: Path) -> None:
         with ThreadPoolExecutor(1) as pool:
             ingest = Ingest(config, store, pool)
             (second / "Song.yaml").write_text("artwork: cover.png\n")
-            sidecar, problems = ingest._sidecar(audio)
+            read = ingest.read_sidecar(audio)
+            sidecar, problems = read.sidecar, read.problems
             assert problems is None and sidecar is not None
             assert sidecar.artwork == (second / "cover.png").resolve()
 

@@ -224,12 +224,14 @@ def test_the_quota_check_counts_the_preview_as_built(tmp_path: Path) -> None:
             preview_path=str(preview),
             metadata={"upload": "preview"},
             probe={"duration": 360.0},
+            sha256="a" * 64,
+            preview_sha256="b" * 64,
         )
         # Not the config's 30 s, and not the 6-minute export: what will be sent.
-        audio, seconds = uploader._payload(teaser)
-        assert audio == preview
+        audio, digest, seconds = uploader._payload(teaser)
+        assert audio == preview and digest == "b" * 64
         assert seconds == pytest.approx(2.5, abs=0.1)
         full = teaser.model_copy(update={"metadata": {}})
-        assert uploader._payload(full) == (tmp_path / "Teaser.wav", 360.0)
+        assert uploader._payload(full) == (tmp_path / "Teaser.wav", "a" * 64, 360.0)
     finally:
         store.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.parser
 import email.policy
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -35,7 +36,8 @@ CONFIG = SoundCloudConfig(
     redirect_uri="http://localhost:8765/callback",
 )
 T0 = 1_800_000_000.0
-SHA = "0123456789abcdef" * 4
+# The digest of the `audio` fixture's bytes: an upload sends only bytes with the digest it names.
+SHA = hashlib.sha256(b"RIFF" + bytes(range(256)) * 5000).hexdigest()
 
 Handler = Callable[[httpx.Request], httpx.Response | None]
 
@@ -228,7 +230,7 @@ def test_upload_without_a_digest_tags_the_files_own(
 
     client.upload_track(audio, TrackFields(title="x"))
     digest = hashlib.sha256(audio.read_bytes()).hexdigest()
-    assert client.find_by_machine_tag(digest) is not None
+    assert client.copies_of([digest]) != []
 
 
 def test_401_refreshes_once_and_resends_the_whole_upload(
@@ -351,14 +353,14 @@ def test_next_page_on_another_host_is_refused(client: SoundCloudClient, api: Fak
         client.my_tracks()
 
 
-def test_find_by_machine_tag(client: SoundCloudClient, api: FakeAPI) -> None:
+def test_copies_of_finds_by_machine_tag(client: SoundCloudClient, api: FakeAPI) -> None:
     api.tracks = [
         {"urn": f"soundcloud:tracks:{i}", "tag_list": f"techno releaseosd:sha256={i:016x}"}
         for i in range(300)
     ]
-    found = client.find_by_machine_tag(f"{250:016x}" + "0" * 48)
-    assert found is not None and found["urn"] == "soundcloud:tracks:250"
-    assert client.find_by_machine_tag("f" * 64) is None
+    [found] = client.copies_of([f"{250:016x}" + "0" * 48])
+    assert found["urn"] == "soundcloud:tracks:250"
+    assert client.copies_of(["f" * 64]) == []
 
 
 def test_update_track_sends_track_metadata_json(client: SoundCloudClient, api: FakeAPI) -> None:

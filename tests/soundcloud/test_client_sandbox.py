@@ -157,12 +157,12 @@ def test_full_upload_with_metadata_matches_the_spec(
     assert stored.filename == "Nuit-Electrique-v3-final.wav"
     assert stored.artwork is not None and stored.artwork.read_bytes() == artwork.read_bytes()
 
-    assert sc.client.find_by_machine_tag(sha) is not None
+    assert sc.client.copies_of([sha]) != []
     public = sc.client.update_track(track["urn"], {"sharing": "public"})
     assert public["sharing"] == "public"
     assert sc.client.delete_track(track["urn"]) is True
     assert sc.client.delete_track(track["urn"]) is False
-    assert sc.client.find_by_machine_tag(sha) is None
+    assert sc.client.copies_of([sha]) == []
 
     recorded = sc.recorded()
     for rec in recorded:
