@@ -161,7 +161,9 @@ class Commands:
                 f"run 'releaseosd remove {track.id} --remote' to find and delete it"
             )
         if track.state != State.REMOVED:
-            self.store.transition(track.id, State.REMOVED, note="removed by the user" + said)
+            self.store.transition(
+                track.id, State.REMOVED, note="removed by the user" + said, sync=None
+            )
         return f"{describe(track)}: removed{said}"
 
     def _delete_remote(self, track: Track) -> str:

@@ -202,11 +202,14 @@ class Config(StrictModel):
         resolves to is for `outside_its_root` to judge.
         """
         absolute = path.absolute()
+        for folder in self.watch:
+            if absolute.is_relative_to(folder.path.absolute()):
+                return folder.path.resolve()
         parent = absolute.parent.resolve()
         for folder in self.watch:
-            root = folder.path.absolute()
-            if absolute.is_relative_to(root) or parent.is_relative_to(root.resolve()):
-                return root.resolve()
+            root = folder.path.resolve()
+            if parent.is_relative_to(root):
+                return root
         return None
 
 

@@ -9,7 +9,6 @@ nothing changed reads no audio and writes nothing.
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import logging
 import os
@@ -45,17 +44,6 @@ log = logging.getLogger("releaseosd.ingest")
 # An export that looks unfinished this many stable periods after it stopped changing is reported
 # as truncated instead of being waited for silently.
 INCOMPLETE_GRACE_STABLE_PERIODS = 10
-
-
-def audio_for_sidecar(sidecar: Path) -> list[Path]:
-    """The audio files a sidecar (or a folder's release.yaml) describes."""
-    folder = sidecar.parent
-    if sidecar.name.lower() in FOLDER_DEFAULTS_NAMES:
-        return sorted(p for p in folder.iterdir() if is_audio(p) and p.is_file())
-    # Any case of the extension: "Night Drive.WAV" belongs to "Night Drive.yaml" too.
-    return sorted(
-        p for p in folder.glob(glob.escape(sidecar.stem) + ".*") if is_audio(p) and p.is_file()
-    )
 
 
 @dataclass(frozen=True)
@@ -115,9 +103,14 @@ class Ingest:
     def on_stable(self, path: Path) -> bool:
         try:
             if path.suffix.lower() in SIDECAR_SUFFIXES:
-                for audio in audio_for_sidecar(path):
-                    if self.store.by_audio_path(audio.absolute()) is not None:
-                        self._audio_stable(audio)
+                # The tracks it describes: every one in its folder for a release.yaml, else the
+                # ones of the same name ("Night Drive.WAV" belongs to "Night Drive.yaml" too). A
+                # sidecar without a track yet waits for its audio's own report.
+                folder = path.absolute().parent
+                stem = None if path.name.lower() in FOLDER_DEFAULTS_NAMES else path.stem
+                for track in self.store.in_folder(folder, stem):
+                    if Path(track.audio_path).is_file():
+                        self._audio_stable(Path(track.audio_path))
                 return True
             if is_audio(path):
                 return self._audio_stable(path)
@@ -185,15 +178,18 @@ class Ingest:
                 stat = AudioStat.of(os.stat(path))
             except FileNotFoundError:
                 return True  # gone again; the watcher reports that
-            read = self.read_sidecar(path)
             if (
                 not recheck
                 and track is not None
                 and track.audio_stat == stat
                 and track.sha256 is not None
             ):
-                self._sidecar_changed(track, path, read)
+                # The audio is as recorded. Its sidecar is not even parsed when its bytes are
+                # what the record was last given (a restart's scan).
+                known = track.sidecar_digest if track.state != State.PENDING else None
+                self._sidecar_changed(track, path, self.read_sidecar(path, unless=known))
                 return True
+            read = self.read_sidecar(path)
             if track is None:
                 moved = self._moved_here(path, stat)
                 if moved is not None:
@@ -555,12 +551,14 @@ class Ingest:
         if not track.on_soundcloud:
             self.store.transition(track.id, State.INVALID, last_error=message)
 
-    def read_sidecar(self, audio: Path) -> SidecarRead:
+    def read_sidecar(self, audio: Path, unless: str | None = None) -> SidecarRead:
+        """The audio's sidecar files, parsed, unless their digest is `unless` (then only the
+        digest is read: nothing changed)."""
         own = sidecar_for(audio)
         defaults = folder_defaults_for(audio.parent)
         digest = sidecar_digest(own, defaults)
-        if own is None and defaults is None:
-            return SidecarRead(None, None, None)
+        if (own is None and defaults is None) or (unless is not None and digest == unless):
+            return SidecarRead(None, None, digest)
         try:
             sidecar = load_sidecar(
                 own, watch_root=self._sidecar_root(audio), folder_defaults=defaults
@@ -725,4 +723,4 @@ def remove_built_files(config: Config, track_id: str) -> None:
     shutil.rmtree(config.state_dir / "tracks" / track_id, ignore_errors=True)
 
 
-__all__ = ["Ingest", "audio_for_sidecar", "twin_message"]
+__all__ = ["Ingest", "twin_message"]

@@ -212,6 +212,18 @@ class Store:
         meta = self._db.table("meta")
         if not meta.all():
             meta.insert({"schema_version": SCHEMA_VERSION})
+        # Track id and audio path → TinyDB document id: the lookups every export and every
+        # update make, without a scan of the whole catalogue each time.
+        self._doc_of: dict[str, int] = {}
+        self._path_of: dict[str, int] = {}
+        # (path, folder, file stem) of each document's audio, and the documents in each folder:
+        # the tracks a sidecar or a folder's release.yaml describes.
+        self._place_of: dict[int, tuple[str, str, str]] = {}
+        self._in_folder: dict[str, set[int]] = {}
+        self._named: dict[tuple[str, str], set[int]] = {}
+        # Removed records first: where a live one has the same path, it is the one found.
+        for doc in sorted(self._tracks.all(), key=lambda d: d.get("state") != State.REMOVED):
+            self._index(doc.doc_id, doc)
 
     @classmethod
     def open(cls, state_dir: Path) -> Store:
@@ -272,15 +284,50 @@ class Store:
             docs = self._tracks.search(Query().warning.test(lambda v: bool(v)))
         return [Track.model_validate(doc) for doc in docs]
 
+    def _index(self, doc_id: int, doc: dict[str, Any]) -> None:
+        self._unindex(doc_id)
+        audio = str(doc.get("audio_path"))
+        folder, name = os.path.split(audio)
+        self._doc_of[str(doc["id"])] = doc_id
+        self._path_of[audio] = doc_id
+        self._place_of[doc_id] = (audio, folder, os.path.splitext(name)[0])
+        self._in_folder.setdefault(folder, set()).add(doc_id)
+        self._named.setdefault((folder, os.path.splitext(name)[0]), set()).add(doc_id)
+
+    def _unindex(self, doc_id: int) -> None:
+        place = self._place_of.pop(doc_id, None)
+        if place is None:
+            return
+        audio, folder, stem = place
+        self._in_folder.get(folder, set()).discard(doc_id)
+        self._named.get((folder, stem), set()).discard(doc_id)
+        if self._path_of.get(audio) == doc_id:
+            del self._path_of[audio]
+
+    def _doc(self, doc_id: int | None) -> dict[str, Any] | None:
+        if doc_id is None:
+            return None
+        doc = self._tracks.get(doc_id=doc_id)
+        return doc if isinstance(doc, dict) else None
+
     def get(self, track_id: str) -> Track | None:
         with self._lock:
-            doc = self._tracks.get(Query().id == track_id)
+            doc = self._doc(self._doc_of.get(track_id))
         return Track.model_validate(doc) if doc else None
 
-    def by_audio_path(self, audio_path: Path) -> Track | None:
-        wanted = str(audio_path)
+    def in_folder(self, folder: Path, stem: str | None = None) -> list[Track]:
+        """Tracks whose audio lies in `folder` (named `stem` plus any extension, if given)."""
         with self._lock:
-            doc = self._tracks.get(Query().audio_path == wanted)
+            if stem is None:
+                ids = self._in_folder.get(str(folder), set())
+            else:
+                ids = self._named.get((str(folder), stem), set())
+            docs = [self._doc(i) for i in sorted(ids)]
+        return [Track.model_validate(d) for d in docs if d]
+
+    def by_audio_path(self, audio_path: Path) -> Track | None:
+        with self._lock:
+            doc = self._doc(self._path_of.get(str(audio_path)))
         return Track.model_validate(doc) if doc else None
 
     def by_sha256(self, sha256: str) -> list[Track]:
@@ -332,13 +379,14 @@ class Store:
     # --- writes ---
     def insert(self, track: Track) -> Track:
         with self._lock:
-            if self._tracks.contains(Query().id == track.id):
+            if track.id in self._doc_of:
                 raise StoreError(f"track id {track.id} exists already")
             if not track.history:
                 track.history.append(
                     HistoryEntry(at=track.created_at, state=track.state, note="seen")
                 )
-            self._tracks.insert(track.model_dump(mode="json"))
+            doc = track.model_dump(mode="json")
+            self._index(self._tracks.insert(doc), doc)
         return track
 
     def update(self, track_id: str, change: Callable[[Track], None], note: str = "") -> Track:
@@ -350,8 +398,9 @@ class Store:
         as it was leaves the store file untouched.
         """
         with self._lock:
-            doc = self._tracks.get(Query().id == track_id)
-            if doc is None:
+            doc_id = self._doc_of.get(track_id)
+            doc = self._doc(doc_id)
+            if doc_id is None or doc is None:
                 raise StoreError(f"no track with id {track_id}")
             track = Track.model_validate(doc)
             before, unchanged = track.state, track.model_dump(mode="json")
@@ -366,7 +415,9 @@ class Store:
                 )
             track.updated_at = utcnow()
             del track.history[:-HISTORY_LIMIT]
-            self._tracks.update(track.model_dump(mode="json"), Query().id == track_id)
+            fresh = track.model_dump(mode="json")
+            self._tracks.update(fresh, doc_ids=[doc_id])
+            self._index(doc_id, fresh)
             return track
 
     def transition(self, track_id: str, to: State, note: str = "", **fields: Any) -> Track:
@@ -394,7 +445,12 @@ class Store:
 
     def delete(self, track_id: str) -> None:
         with self._lock:
-            self._tracks.remove(Query().id == track_id)
+            doc_id = self._doc_of.pop(track_id, None)
+            doc = self._doc(doc_id)
+            if doc_id is None or doc is None:
+                return
+            self._tracks.remove(doc_ids=[doc_id])
+            self._unindex(doc_id)
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:

@@ -273,8 +273,12 @@ class Uploader(OnStage):
 
     def _rebuild(self, track: Track, why: str) -> None:
         """The export (or what its build shows) changed: back to pending, checked and built
-        afresh; only then is it uploaded, as the bytes then checked."""
+        afresh; only then is it uploaded, as the bytes then checked. An export that is gone has
+        nothing to upload (a moved one is found again where it went)."""
         log.info("%s: %s", track.title, why)
+        if not Path(track.audio_path).exists():
+            self.store.transition(track.id, State.REMOVED, note=f"{why}; the export is gone")
+            return
         self.store.transition(track.id, State.PENDING, note=why, last_error=None)
         self.stage.rebuild(track.audio_path)
 
@@ -326,6 +330,7 @@ class Uploader(OnStage):
         if digest not in track.posted_sha256:
             # Written before the first byte goes out, so a crash mid-POST is looked up later.
             self.store.update(track.id, lambda t: t.posted_sha256.append(digest))
+        stat = track.audio_stat if audio == Path(track.audio_path) else None
         return self.client().upload_track(
             audio,
             fields,
@@ -333,6 +338,7 @@ class Uploader(OnStage):
             sha256=digest,
             duration_seconds=duration,
             check_quota=False,
+            identity=(stat.device, stat.inode) if stat is not None else None,
         )
 
     def _adopted(self, track: Track, remote: dict[str, Any]) -> tuple[dict[str, Any], str | None]:

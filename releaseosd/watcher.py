@@ -284,6 +284,7 @@ class ExportWatcher:
         # then on the store reflects what was on disk when the daemon started.
         self.first_scan_done = first_scan_done or threading.Event()
         self._first_scan: set[Path] | None = None
+        self._first_scan_count = 0
 
     # -- public API -----------------------------------------------------------------------------
 
@@ -344,6 +345,7 @@ class ExportWatcher:
             logger.exception("Watcher start-up scan failed; retrying at the next reconcile")
         with self._lock:
             self._first_scan = set(self._tracker.known())
+        self._first_scan_count = len(self._first_scan)
         self._note_first_scan()
         now = self._clock()
         next_reconcile = now + self._reconcile_seconds
@@ -420,6 +422,9 @@ class ExportWatcher:
                 p for p in self._first_scan if self._tracker.phase(p) is Phase.WAITING
             }
         if not self._first_scan:
+            logger.info(
+                "Start-up scan done: %d file(s) found at start looked at", self._first_scan_count
+            )
             self.first_scan_done.set()
 
     def _tick(self) -> None:

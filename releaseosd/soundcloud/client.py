@@ -207,6 +207,9 @@ class _FilePart:
     size: int
     # The SHA-256 these bytes must have: a file that reads otherwise is never sent whole.
     sha256: str | None = None
+    # (device, inode) of the file that was checked: another file at that path by now (an export
+    # replaced, a link pointed elsewhere) is refused before its first byte is sent.
+    identity: tuple[int, int] | None = None
 
 
 @dataclass
@@ -285,7 +288,12 @@ def _verified_chunks(part: _FilePart) -> Iterator[bytes]:
     remaining = part.size
     held: bytes | None = None
     with part.path.open("rb") as handle:
-        if os.fstat(handle.fileno()).st_size != part.size:
+        opened = os.fstat(handle.fileno())
+        if part.identity is not None and (opened.st_dev, opened.st_ino) != part.identity:
+            raise AssetChanged(
+                f"{part.path} is another file than the one that was checked; nothing was sent"
+            )
+        if opened.st_size != part.size:
             raise AssetChanged(f"{part.path} changed size before it was sent; not uploaded")
         while remaining > 0:
             chunk = handle.read(min(UPLOAD_CHUNK, remaining))
@@ -498,12 +506,14 @@ class SoundCloudClient:
         sha256: str | None = None,
         duration_seconds: float | None = None,
         check_quota: bool = True,
+        identity: tuple[int, int] | None = None,
     ) -> dict[str, Any]:
         """POST /tracks, streaming the audio from disk; returns SoundCloud's Track (with `urn`).
 
         The machine tag names `sha256`, the digest of the bytes the caller checked (when None,
         the file's digest as read now), and only bytes with that digest are ever sent whole:
         a file that reads otherwise raises AssetChanged with the request cut off before its end.
+        With `identity` (device, inode), a path that now names another file sends nothing.
         Pass `artwork=None` to upload without artwork (see `should_drop_artwork`).
         """
         action = f"uploading {audio.name}"
@@ -511,7 +521,12 @@ class SoundCloudClient:
             digest = sha256 or _sha256(audio)
             parts = [
                 _file_part(
-                    "track[asset_data]", audio, _AUDIO_TYPES, "application/octet-stream", digest
+                    "track[asset_data]",
+                    audio,
+                    _AUDIO_TYPES,
+                    "application/octet-stream",
+                    digest,
+                    identity,
                 )
             ]
             if artwork is not None:
@@ -706,7 +721,12 @@ def _urn(urn: str) -> str:
 
 
 def _file_part(
-    name: str, path: Path, types: dict[str, str], default_type: str, sha256: str | None = None
+    name: str,
+    path: Path,
+    types: dict[str, str],
+    default_type: str,
+    sha256: str | None = None,
+    identity: tuple[int, int] | None = None,
 ) -> _FilePart:
     size = os.stat(path).st_size
     return _FilePart(
@@ -716,6 +736,7 @@ def _file_part(
         content_type=types.get(path.suffix.lower(), default_type),
         size=size,
         sha256=sha256,
+        identity=identity,
     )
 
 

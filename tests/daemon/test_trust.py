@@ -166,6 +166,42 @@ def test_an_export_rewritten_while_it_is_sent_is_cut_off_before_its_last_byte(
     assert sandbox.tracks() == [], "SoundCloud received a whole request for bytes never checked"
 
 
+def test_an_export_swapped_for_a_link_to_a_private_file_after_its_check_sends_nothing_of_it(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    import httpx
+
+    from releaseosd.config import SoundCloudConfig
+    from releaseosd.soundcloud.client import SoundCloudClient, TrackFields
+    from releaseosd.soundcloud.errors import AssetChanged
+    from releaseosd.soundcloud.tokens import MemoryKeyring, TokenManager, TokenStore
+
+    store = TokenStore(MemoryKeyring())
+    log_in(store, sandbox)
+    config = SoundCloudConfig(
+        client_id=CLIENT_ID, api_url=sandbox.base_url, auth_url=sandbox.base_url
+    )
+    export = tmp_path / "exports" / "Swap.wav"
+    checked = make_audio(export, freq=870).read_bytes()
+    identity = (export.stat().st_dev, export.stat().st_ino)
+    private = tmp_path / "private" / "Diary.wav"
+    private.parent.mkdir()
+    private.write_bytes(os.urandom(len(checked)))  # same size: only the file's identity tells
+    export.unlink()
+    export.symlink_to(private)
+    with httpx.Client() as http:
+        client = SoundCloudClient(config, TokenManager(store, config, http), http)
+        with pytest.raises(AssetChanged, match="another file"):
+            client.upload_track(
+                export,
+                TrackFields(title="Swap"),
+                sha256=sha(checked),
+                check_quota=False,
+                identity=identity,
+            )
+    assert sandbox.tracks() == []
+
+
 # --- 2. a track that never reached SoundCloud is local, whatever it waits for -----------------
 
 
@@ -664,3 +700,64 @@ def test_a_release_within_a_day_warns_at_once_when_the_login_is_gone(
         assert len(told) == 1 and "auth login" in told[0]["body"]
         log_in(token_store, sandbox)
         wait_for(lambda: (t := track(state, "Tomorrow")) and t.warning is None, what="cleared")
+
+
+# --- 16. an odd file is shown as invalid with its reason, never skipped ----------------------
+
+
+def test_damaged_exports_show_as_invalid_with_a_reason_and_the_rest_goes_on(
+    tmp_path: Path, sandbox: Sandbox, token_store: Any
+) -> None:
+    config = write_config(tmp_path, sandbox.base_url)
+    exports, state = tmp_path / "exports", tmp_path / "state"
+    m4a = make_audio(tmp_path / "src" / "Cut.m4a", freq=520, codec="aac").read_bytes()
+    # Cut 4 bytes into the header of the file's last box, as an export killed mid-write leaves it.
+    aiff = bytearray(
+        make_audio(tmp_path / "src" / "Rate.aiff", freq=530, codec="pcm_s16be").read_bytes()
+    )
+    rate = aiff.index(b"COMM") + 8 + 2 + 4 + 2
+    aiff[rate : rate + 2] = b"\x7f\xfe"  # an exponent no sample rate has
+    for name in ("Cut", "Rate", "Good"):
+        (exports / f"{name}.yaml").write_text(f"title: {name}\nsharing: public\n")
+    last_box = m4a.rindex(b"moov") - 4  # ffmpeg writes the moov box last
+    (exports / "Cut.m4a").write_bytes(m4a[: last_box + 4])
+    (exports / "Rate.aiff").write_bytes(bytes(aiff))
+    make_audio(exports / "Good.wav", freq=540)
+    with ThreadedDaemon(config, token_store):
+        wait_for(
+            lambda: (
+                {t.title: t.state for t in read_tracks(state)}
+                == {"Cut": State.INVALID, "Rate": State.INVALID, "Good": State.RELEASED}
+            ),
+            timeout=90,
+            what="both damaged files invalid, the good one released",
+        )
+    tracks = by_title(state)
+    assert "Cut.m4a" in (tracks["Cut"].last_error or "")
+    assert "impossible sample rate" in (tracks["Rate"].last_error or "")
+    assert [t["title"] for t in copies(sandbox)] == ["Good"]
+
+
+def test_an_export_that_breaks_ingest_unexpectedly_is_shown_not_skipped(
+    tmp_path: Path, sandbox: Sandbox, token_store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from releaseosd.media import probe as probe_module
+
+    real = probe_module.probe
+
+    def broken(path: Path) -> Any:
+        if path.name == "Odd.wav":
+            raise RuntimeError("an unforeseen failure")
+        return real(path)
+
+    monkeypatch.setattr(probe_module, "probe", broken)
+    config = write_config(tmp_path, sandbox.base_url)
+    exports, state = tmp_path / "exports", tmp_path / "state"
+    (exports / "Odd.yaml").write_text("title: Odd\nsharing: public\n")
+    make_audio(exports / "Odd.wav", freq=550)
+    with ThreadedDaemon(config, token_store):
+        odd = wait_for(
+            lambda: (ts := read_tracks(state)) and ts[0].state == State.INVALID and ts[0],
+            what="invalid",
+        )
+    assert "Odd.wav" in (odd.last_error or "") and "an unforeseen failure" in (odd.last_error or "")
