@@ -6,6 +6,7 @@ sandbox over loopback."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import os
@@ -76,6 +77,24 @@ def command(config_path: Path, name: str, **body: Any) -> str:
     return run_command(load_config(config_path)[0], name, body)
 
 
+@contextlib.contextmanager
+def logged_in_client(sandbox: Sandbox) -> Iterator[Any]:
+    """The product's SoundCloud client on a sandbox login, without a daemon."""
+    import httpx
+
+    from releaseosd.config import SoundCloudConfig
+    from releaseosd.soundcloud.client import SoundCloudClient
+    from releaseosd.soundcloud.tokens import MemoryKeyring, TokenManager, TokenStore
+
+    store = TokenStore(MemoryKeyring())
+    log_in(store, sandbox)
+    config = SoundCloudConfig(
+        client_id=CLIENT_ID, api_url=sandbox.base_url, auth_url=sandbox.base_url
+    )
+    with httpx.Client() as http:
+        yield SoundCloudClient(config, TokenManager(store, config, http), http)
+
+
 def pause_before_start(state: Path) -> None:
     store = Store.open(state)
     try:
@@ -128,18 +147,9 @@ def test_a_re_export_in_place_while_queued_is_checked_again_and_only_the_finishe
 def test_an_export_rewritten_while_it_is_sent_is_cut_off_before_its_last_byte(
     tmp_path: Path, sandbox: Sandbox
 ) -> None:
-    import httpx
-
-    from releaseosd.config import SoundCloudConfig
-    from releaseosd.soundcloud.client import SoundCloudClient, TrackFields
+    from releaseosd.soundcloud.client import TrackFields
     from releaseosd.soundcloud.errors import AssetChanged
-    from releaseosd.soundcloud.tokens import MemoryKeyring, TokenManager, TokenStore
 
-    store = TokenStore(MemoryKeyring())
-    log_in(store, sandbox)
-    config = SoundCloudConfig(
-        client_id=CLIENT_ID, api_url=sandbox.base_url, auth_url=sandbox.base_url
-    )
     audio = tmp_path / "Big.wav"
     checked = b"RIFF" + os.urandom(3 * 1024 * 1024)
     audio.write_bytes(checked)
@@ -152,16 +162,17 @@ def test_an_export_rewritten_while_it_is_sent_is_cut_off_before_its_last_byte(
                 fh.write(os.urandom(1024 * 1024))
             rewritten.append(done)
 
-    with httpx.Client() as http:
-        client = SoundCloudClient(config, TokenManager(store, config, http), http)
-        with pytest.raises(AssetChanged, match="not the file that was checked"):
-            client.upload_track(
-                audio,
-                TrackFields(title="Big"),
-                progress=rewrite_after_first_chunk,
-                sha256=sha(checked),
-                check_quota=False,
-            )
+    with (
+        logged_in_client(sandbox) as client,
+        pytest.raises(AssetChanged, match="not the file that was checked"),
+    ):
+        client.upload_track(
+            audio,
+            TrackFields(title="Big"),
+            progress=rewrite_after_first_chunk,
+            sha256=sha(checked),
+            check_quota=False,
+        )
     assert rewritten, "the file was rewritten mid-upload"
     assert sandbox.tracks() == [], "SoundCloud received a whole request for bytes never checked"
 
@@ -169,18 +180,9 @@ def test_an_export_rewritten_while_it_is_sent_is_cut_off_before_its_last_byte(
 def test_an_export_swapped_for_a_link_to_a_private_file_after_its_check_sends_nothing_of_it(
     tmp_path: Path, sandbox: Sandbox
 ) -> None:
-    import httpx
-
-    from releaseosd.config import SoundCloudConfig
-    from releaseosd.soundcloud.client import SoundCloudClient, TrackFields
+    from releaseosd.soundcloud.client import TrackFields
     from releaseosd.soundcloud.errors import AssetChanged
-    from releaseosd.soundcloud.tokens import MemoryKeyring, TokenManager, TokenStore
 
-    store = TokenStore(MemoryKeyring())
-    log_in(store, sandbox)
-    config = SoundCloudConfig(
-        client_id=CLIENT_ID, api_url=sandbox.base_url, auth_url=sandbox.base_url
-    )
     export = tmp_path / "exports" / "Swap.wav"
     checked = make_audio(export, freq=870).read_bytes()
     identity = (export.stat().st_dev, export.stat().st_ino)
@@ -189,16 +191,14 @@ def test_an_export_swapped_for_a_link_to_a_private_file_after_its_check_sends_no
     private.write_bytes(os.urandom(len(checked)))  # same size: only the file's identity tells
     export.unlink()
     export.symlink_to(private)
-    with httpx.Client() as http:
-        client = SoundCloudClient(config, TokenManager(store, config, http), http)
-        with pytest.raises(AssetChanged, match="another file"):
-            client.upload_track(
-                export,
-                TrackFields(title="Swap"),
-                sha256=sha(checked),
-                check_quota=False,
-                identity=identity,
-            )
+    with logged_in_client(sandbox) as client, pytest.raises(AssetChanged, match="another file"):
+        client.upload_track(
+            export,
+            TrackFields(title="Swap"),
+            sha256=sha(checked),
+            check_quota=False,
+            identity=identity,
+        )
     assert sandbox.tracks() == []
 
 
