@@ -235,9 +235,16 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
     headers = ("ID", "STATE", "TITLE", "RELEASE", "NOTE")
     table = []
     for row in rows:
+        changed = (
+            f"re-exported after upload, not uploaded: 'releaseosd remove {row['id'][:8]} "
+            "--remote' then export again to replace it"
+            if row.get("local_change")
+            else None
+        )
         note = (
             row.get("error")
             or row.get("warning")
+            or changed
             or (row["soundcloud"] or {}).get("permalink_url")
             or ""
         )

@@ -6,9 +6,12 @@ daemon runs; the daemon passes hooks so that a change takes effect at once (a wa
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
+import os
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +19,7 @@ from releaseosd.localtime import shown
 from releaseosd.metadata import release_date, stored_sidecar
 from releaseosd.states import State
 from releaseosd.store import Store
-from releaseosd.track import Retrying, Track, status_rows, utcnow
+from releaseosd.track import AudioStat, Retrying, Track, status_rows, utcnow
 
 if TYPE_CHECKING:
     from releaseosd.soundcloud.client import SoundCloudClient
@@ -36,6 +39,8 @@ class Hooks:
     wake: Callable[[str, dt.datetime], None] = lambda _id, _when: None
     rebuild: Callable[[str], None] = lambda _path: None
     client: Callable[[], SoundCloudClient] | None = None
+    # Keeps the scheduler off a track while a command changes it (no upload or release races it).
+    hold: Callable[[str], AbstractContextManager[None]] = lambda _id: contextlib.nullcontext()
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -126,6 +131,7 @@ class Commands:
             # Kept apart from the sidecar's values, so a later sidecar reload cannot undo it.
             t.user_release = at
             t.release_at = at
+            t.hold_private = False
             t.metadata = {**t.metadata, "release_date": release_date(stored_sidecar(t), at)}
             t.next_attempt_at = None
             if t.state == State.PUBLISHED:
@@ -134,9 +140,13 @@ class Commands:
         self.store.update(track.id, apply, note=f"release set to {at.isoformat()} by the user")
         self.hooks.wake(track.id, at)
         self.hooks.kick()
-        if at <= now:
-            return f"{describe(track)}: going public now"
-        return f"{describe(track)}: goes public at {shown(at)}"
+        up = track.soundcloud.urn is not None
+        moment = "now" if at <= now else f"at {shown(at)}"
+        if up:
+            return f"{describe(track)}: goes public {moment}"
+        waits = " (uploads are paused: 'releaseosd resume')" if self.store.flag("paused") else ""
+        later = "as soon as it is uploaded" if at <= now else f"{moment}, once it is uploaded"
+        return f"{describe(track)}: goes public {later}{waits}"
 
     def show(self, ref: str) -> dict[str, Any]:
         """What TRACK resolves to, for a confirmation to name before anything is done."""
@@ -144,12 +154,15 @@ class Commands:
         return {"id": track.id, "description": describe(track)}
 
     def remove(self, ref: str, remote: bool) -> str:
-        track = resolve(self.store, ref)
-        if track.state in (State.UPLOADING, State.BUILDING):
-            # Its URN is not known yet; removing now could leave a copy on SoundCloud unseen.
-            raise CommandError(
-                f"{describe(track)} is {track.state} right now; try again once that has finished"
-            )
+        found = resolve(self.store, ref)
+        with self.hooks.hold(found.id):
+            # As it is now that no upload or release can start on it (one running has ended).
+            track = self.store.get(found.id) or found
+            return self._remove(track, remote)
+
+    def _remove(self, track: Track, remote: bool) -> str:
+        if track.state == State.BUILDING:
+            raise CommandError(f"{describe(track)} is being built right now; try again in a moment")
         said = ""
         if remote:
             said = self._delete_remote(track)
@@ -161,9 +174,15 @@ class Commands:
                 f"run 'releaseosd remove {track.id} --remote' to find and delete it"
             )
         if track.state != State.REMOVED:
-            self.store.transition(
-                track.id, State.REMOVED, note="removed by the user" + said, sync=None
-            )
+
+            def removed(t: Track) -> None:
+                t.state = State.REMOVED
+                t.sync = None
+                # Only this very file stays left alone: a new export at its path is a new track.
+                with contextlib.suppress(OSError):
+                    t.audio_stat = AudioStat.of(os.stat(t.audio_path))
+
+            self.store.update(track.id, removed, note="removed by the user" + said)
         return f"{describe(track)}: removed{said}"
 
     def _delete_remote(self, track: Track) -> str:

@@ -12,7 +12,6 @@ path and what to do (`ControlSocketUnsafe`)."""
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import hashlib
 import http.client
 import json
@@ -32,6 +31,7 @@ from typing import Any
 
 from releaseosd.commands import CommandError, Commands
 from releaseosd.config import Config
+from releaseosd.localtime import parse
 from releaseosd.store import STORE_FILE, AtomicJSONStorage, OwnerLock, Store
 from releaseosd.track import Track, status_rows
 
@@ -208,7 +208,7 @@ def dispatch(commands: Commands, name: str, body: dict[str, Any]) -> Any:
     if name == "retry":
         return commands.retry(str(body["track"]))
     if name == "release":
-        when = dt.datetime.fromisoformat(body["at"]) if body.get("at") else None
+        when = parse(str(body["at"])) if body.get("at") else None
         return commands.release(str(body["track"]), when)
     if name == "remove":
         return commands.remove(str(body["track"]), bool(body.get("remote")))

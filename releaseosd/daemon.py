@@ -231,7 +231,13 @@ class Daemon:
 
         commands = Commands(
             store,
-            Hooks(kick=scheduler.kick, wake=scheduler.wake, rebuild=recheck, client=self.client),
+            Hooks(
+                kick=scheduler.kick,
+                wake=scheduler.wake,
+                rebuild=recheck,
+                client=self.client,
+                hold=scheduler.holding,
+            ),
         )
         control = ControlServer(
             config.state_dir, commands, extra={"reload": lambda _body: self.request_reload()}

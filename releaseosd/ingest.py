@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from releaseosd.config import Config, outside_its_root
-from releaseosd.media.build import build_shape
+from releaseosd.media.build import artwork_shows, build_shape
 from releaseosd.metadata import metadata_for, stored_sidecar
 from releaseosd.sidecar import (
     FOLDER_DEFAULTS_NAMES,
@@ -35,8 +35,8 @@ from releaseosd.sidecar import (
 )
 from releaseosd.states import State, TransitionError
 from releaseosd.store import Store
-from releaseosd.track import AudioStat, Retrying, Track, utcnow
-from releaseosd.watcher import is_audio
+from releaseosd.track import ARTWORK_STALE, AudioStat, Retrying, Track, utcnow
+from releaseosd.watcher import AUDIO_SUFFIXES, LOSSLESS_SUFFIXES, is_audio
 from releaseosd.yamlfile import FileProblems
 
 log = logging.getLogger("releaseosd.ingest")
@@ -124,15 +124,30 @@ class Ingest:
         track = self.store.by_audio_path(path)
         if track is None or track.state in (State.BUILDING, State.REMOVED):
             return
-        if track.on_soundcloud or track.maybe_remote:
-            # What SoundCloud has stays as it is; if the file shows up elsewhere (a moved
-            # folder), the same audio is recognised and the record follows it.
-            log.info("%s: the export is gone; '%s' stays as it is", path, track.title)
-            return
-        # Not uploaded yet and the export is gone: nothing to release. Keep the record as removed
-        # so status shows what happened rather than a track silently vanishing.
-        self.store.transition(track.id, State.REMOVED, note=f"{path.name} was deleted")
-        log.info("%s: deleted before upload; track %s removed", path, track.id)
+        with self._lock:
+            if track.duplicate_of:
+                # A refused copy deleted, as its message asked: nothing is left to show.
+                self.store.delete(track.id)
+                remove_built_files(self.config, track.id)
+                log.info("%s: the refused copy is gone", path)
+                return
+            if track.on_soundcloud:
+                # What SoundCloud has stays as it is; if the file shows up elsewhere (a moved
+                # folder), the same audio is recognised and the record follows it.
+                log.info("%s: the export is gone; '%s' stays as it is", path, track.title)
+            else:
+                # Not on SoundCloud: it waits for its export to come back. A file gone is not a
+                # track the producer removed (a drive unplugged, a share offline, a DAW that
+                # deletes before it renders again).
+                self.store.transition(
+                    track.id, State.PENDING, note=f"{path.name} is gone", last_error=gone(track)
+                )
+                log.info("%s: gone before upload; '%s' waits for it", path, track.title)
+        # Its copies and its siblings may carry the track on now (a folder copied elsewhere and
+        # the original deleted; the other export of the same sidecar).
+        related = self.store.duplicates_of(track.id) + self.store.in_folder(path.parent, path.stem)
+        for other in {t.id: t for t in related if t.id != track.id}.values():
+            self.builds.submit(self.recheck, Path(other.audio_path))
 
     # --- audio ---------------------------------------------------------------------------------
 
@@ -167,17 +182,25 @@ class Ingest:
         with self._lock:
             path = path.absolute()
             track = self.store.by_audio_path(path)
-            if track is not None and track.state in (State.REMOVED, State.BUILDING):
-                # A running build re-reads the sidecar when it finishes.
-                return True
-            outside = outside_its_root(path, self._sidecar_root(path))
+            if track is not None and track.state == State.BUILDING:
+                return True  # a running build re-reads the sidecar when it finishes
+            root = self._sidecar_root(path)
+            outside = outside_its_root(path, root)
             if outside is not None:
                 self._mark_invalid(path, track, outside)
                 return True
-            try:
-                stat = AudioStat.of(os.stat(path))
-            except FileNotFoundError:
-                return True  # gone again; the watcher reports that
+            stat = self._checked_stat(path, root)
+            if stat is None:
+                return True  # gone again, or swapped meanwhile: the watcher reports it again
+            if track is not None and track.state == State.REMOVED:
+                if track.audio_stat == stat:
+                    return True  # the very file the producer removed stays left alone
+                if track.audio_stat is None:
+                    # Removed before releaseosd kept file stats: whether this is that file
+                    # takes a read.
+                    self.builds.submit(self._check_removed, track.id, path, stat)
+                    return True
+                track = None  # a new export where a removed one was: a new track
             if (
                 not recheck
                 and track is not None
@@ -217,6 +240,10 @@ class Ingest:
                 # Even without a sidecar a copy of another track's audio is one to report now.
                 self.builds.submit(self._identify, waiting.id, path, stat)
                 return True
+            sibling = self._sidecar_taken(path, track)
+            if sibling is not None:
+                self._mark_invalid(path, track, sibling)
+                return True
             if track is None:
                 track = self.store.insert(self._new_track(path))
             try:
@@ -227,6 +254,83 @@ class Ingest:
                 if fresh is not None:
                     self._sidecar_changed(fresh, path, read)
             return True
+
+    @staticmethod
+    def _checked_stat(path: Path, root: Path) -> AudioStat | None:
+        """The export's stat, if the file at `path` is the one inside its root that the
+        containment check saw: a link swapped in between the check and the stat is not read."""
+        try:
+            through_path = os.stat(path)
+            real = path.resolve(strict=True)
+            at_real = os.stat(real)
+        except (FileNotFoundError, NotADirectoryError, RuntimeError):
+            return None
+        if (through_path.st_dev, through_path.st_ino) != (at_real.st_dev, at_real.st_ino):
+            return None
+        if not real.is_relative_to(root):
+            return None
+        return AudioStat.of(through_path)
+
+    def _sidecar_taken(self, path: Path, track: Track | None) -> str | None:
+        """Why this export is not the track its sidecar describes, or None: one sidecar is one
+        track, so of "Night Drive.wav" and "Night Drive.mp3" beside "Night Drive.yaml" only one
+        goes up: one already on SoundCloud, else a lossless one, else the first by name."""
+        own = sidecar_for(path)
+        if own is None:
+            return None
+        seen = {(os.stat(path).st_dev, os.stat(path).st_ino)}
+        others: list[Path] = []
+        for suffix in sorted(AUDIO_SUFFIXES):
+            for variant in (suffix, suffix.upper()):
+                candidate = path.with_suffix(variant)
+                try:
+                    st = os.stat(candidate)
+                except OSError:
+                    continue
+                if (st.st_dev, st.st_ino) not in seen:
+                    seen.add((st.st_dev, st.st_ino))
+                    others.append(candidate)
+        if not others:
+            return None
+
+        def rank(audio: Path) -> tuple[bool, bool, str]:
+            record = track if audio == path else self.store.by_audio_path(audio.absolute())
+            up = record is not None and record.on_soundcloud and record.state != State.REMOVED
+            return (not up, audio.suffix.lower() not in LOSSLESS_SUFFIXES, audio.name)
+
+        winner = min([path, *others], key=rank)
+        if winner == path:
+            return None
+        return (
+            f"{path}: {own.name} describes {winner.name} as well; one sidecar is one track, so "
+            f"only {winner.name} is uploaded. Give this export a sidecar of its own name, or "
+            "remove one of the two."
+        )
+
+    def _check_removed(self, track_id: str, path: Path, stat: AudioStat) -> None:
+        """On the build pool: an export at the path of a track removed before file stats were
+        kept. The same audio stays removed (now cheaply recognised); other audio is a new
+        track."""
+        from releaseosd.media.build import content_digests
+        from releaseosd.media.probe import AudioProblem
+
+        try:
+            sha, audio_digest = content_digests(path)
+        except AudioProblem:
+            sha = audio_digest = ""
+        with self._lock:
+            removed = self.store.get(track_id)
+            if removed is None or removed.state != State.REMOVED:
+                return
+            same = bool(sha) and sha in (removed.sha256, removed.soundcloud.sha256)
+            if same or (bool(audio_digest) and audio_digest == removed.audio_digest):
+                self.store.update(track_id, lambda t: setattr(t, "audio_stat", stat))
+                return
+            current = self.store.by_audio_path(path)
+            if current is not None and current.id != track_id:
+                return  # a new record took this path meanwhile
+            self.store.insert(self._new_track(path))
+        self.recheck(path)
 
     def _unexpected(self, path: Path, exc: Exception) -> None:
         """An export that broke ingest in a way nobody foresaw is shown, not silently skipped."""
@@ -405,8 +509,7 @@ class Ingest:
             t.metadata = metadata_for(t, self.config, sidecar, path)
             t.title = str(t.metadata["title"])
             t.last_error = None
-            if t.state != State.RELEASED and t.user_release is None:
-                t.release_at = sidecar.release_at
+            take_release_time(t, sidecar)
 
         self.store.update(track_id, apply, note="sidecar edited")
         self.on_ready(track_id)
@@ -436,18 +539,27 @@ class Ingest:
             self.store.update(track.id, lambda t: setattr(t, "sidecar_digest", None))
             return
         sidecar = read.sidecar
+        before = stored_sidecar(track)
+        new_art = before is not None and artwork_shows(before) != artwork_shows(sidecar)
 
         def apply(t: Track) -> None:
+            previous = stored_sidecar(t)
             t.sidecar = sidecar.model_dump(mode="json", exclude_unset=True)
             t.sidecar_digest = read.digest
             t.metadata = metadata_for(t, self.config, sidecar, path)
             t.title = str(t.metadata["title"])
             t.last_error = None
-            if t.state != State.RELEASED and t.user_release is None:
-                t.release_at = sidecar.release_at
+            if t.state != State.RELEASED:
+                take_release_time(t, sidecar)
+            if previous is not None and artwork_shows(previous) != artwork_shows(sidecar):
+                t.artwork_stale = True
             t.sync = Retrying(due_at=utcnow())
 
-        self.store.update(track.id, apply, note="sidecar edited")
+        note = "sidecar edited"
+        if new_art:
+            note += f"; {ARTWORK_STALE}"
+            log.warning("%s: %s", track.title, ARTWORK_STALE)
+        self.store.update(track.id, apply, note=note)
         self.on_metadata_changed(track.id)
 
     def _check_resaved(self, track_id: str, path: Path, stat: AudioStat) -> None:
@@ -661,7 +773,7 @@ class Ingest:
             t.preview_path = str(built.preview)
             t.preview_sha256 = built.preview_sha256
             t.artwork_path = str(built.artwork)
-            t.release_at = t.user_release or sidecar.release_at
+            take_release_time(t, sidecar)
             t.state = State.READY
             t.last_error = None
 
@@ -682,17 +794,25 @@ class Ingest:
 
     def _adopted_by(self, twin: Track, stray: Track, path: Path, stat: AudioStat) -> None:
         """The audio of an existing track reappeared here (a folder copied elsewhere and the
-        original deleted): the existing record follows it; the record made for it goes."""
+        original deleted): the existing record follows it, with its history and whatever it
+        sent; the record made for the copy goes. Its sidecar here is then read as an edit (on
+        SoundCloud) or built (not yet uploaded)."""
         log.info("%s: the same audio as '%s', whose file is gone; it moved here", path, twin.title)
         move = self._moved_to(path)
+        local = not twin.on_soundcloud
 
         def follow(t: Track) -> None:
             move(t)
             t.audio_stat = stat
+            if local:
+                t.state = State.PENDING  # built again below, from the file as it is here
 
         self.store.update(twin.id, follow, note=f"moved (found again as {path.name})")
         self.store.delete(stray.id)
         remove_built_files(self.config, stray.id)
+        moved = self.store.get(twin.id)
+        if moved is not None:
+            self._sidecar_changed(moved, path, self.read_sidecar(path))
 
     def _finish_invalid(self, track_id: str, message: str, digest: str | None = None) -> None:
         log.warning("%s", message)
@@ -704,6 +824,27 @@ class Ingest:
                 t.sidecar_digest = digest if digest is not None else t.sidecar_digest
 
         self.store.update(track_id, invalid)
+
+
+def take_release_time(track: Track, sidecar: Sidecar) -> None:
+    """The sidecar's release_at on the record, unless `releaseosd release` set one (that wins).
+    A release time taken out of the sidecar never makes a track public early (an autosave while
+    the time is retyped, a file cut short): it is held private until it is told when."""
+    if track.user_release is not None:
+        track.release_at = track.user_release
+        return
+    track.hold_private = sidecar.release_at is None and (
+        track.hold_private or track.release_at is not None
+    )
+    track.release_at = sidecar.release_at
+
+
+def gone(track: Track) -> str:
+    return (
+        f"{track.audio_path} is gone (deleted, moved out of the watch folders, or its drive or "
+        "share is offline); the track carries on when the file is back. To drop it: "
+        f"releaseosd remove {track.id}"
+    )
 
 
 def twin_message(path: Path, twin: Track) -> str:

@@ -15,6 +15,9 @@ import datetime as dt
 import time
 
 _DAY = 86400.0
+# Times outside these years are typos, and near the ends of the calendar the system's clock
+# functions overflow.
+MIN_YEAR, MAX_YEAR = 1970, 2999
 
 
 def _offset_at(timestamp: float) -> int:
@@ -42,8 +45,20 @@ def explicit(moment: dt.datetime) -> dt.datetime:
 
 
 def parse(text: str) -> dt.datetime:
-    """An ISO 8601 time as a producer types it; without an offset it is local time."""
-    return explicit(dt.datetime.fromisoformat(text.strip()))
+    """An ISO 8601 time as a producer types it; without an offset it is local time. Raises
+    ValueError for text that is not one, or a time outside what the clock can represent."""
+    moment = dt.datetime.fromisoformat(text.strip())
+    check_year(moment)
+    return explicit(moment)
+
+
+def check_year(moment: dt.datetime) -> None:
+    """ValueError for a time outside the years releaseosd schedules in."""
+    if not MIN_YEAR <= moment.year <= MAX_YEAR:
+        raise ValueError(
+            f"{moment.isoformat()} is not a time releaseosd can schedule "
+            f"(years {MIN_YEAR} to {MAX_YEAR})"
+        )
 
 
 def local_date(moment: dt.datetime) -> dt.date:

@@ -37,7 +37,7 @@ class Publisher(OnStage):
         self.step_done(track_id)
         now = self.clock()
         if track.release_at is not None and track.release_at > now:
-            if track.soundcloud.sharing != "private" and not self._make_private(track):
+            if track.soundcloud.sharing != "private" and not self.make_private(track):
                 return
             self.store.transition(
                 track_id, State.SCHEDULED, next_attempt_at=None, sync=Retrying(due_at=now)
@@ -52,28 +52,6 @@ class Publisher(OnStage):
             self.release(track_id)
             return
         self._finished(track, now)
-
-    def _make_private(self, track: Track) -> bool:
-        """A release time arrived while the upload ran public (or an adopted copy is public):
-        hide it until its minute. False when that failed and a retry is scheduled."""
-        from releaseosd.soundcloud.errors import NEEDS_USER, SoundCloudError
-
-        assert track.soundcloud.urn is not None
-        try:
-            self.client().update_track(track.soundcloud.urn, {"sharing": "private"})
-        except NEEDS_USER as exc:
-            wait_for_user(self.store, self.announce, track.id, exc)
-            return False
-        except SoundCloudError as exc:
-            self.step_failed(track, exc, "making it private until its release time", quick=True)
-            return False
-
-        def hidden(t: Track) -> None:
-            t.soundcloud.sharing = "private"
-            t.soundcloud.sent_fields = {**t.soundcloud.sent_fields, "sharing": "private"}
-
-        self.store.update(track.id, hidden, note="made private until its release time")
-        return True
 
     def release(self, track_id: str) -> None:
         """Flip the track to its sidecar's sharing (public, normally). Never raises."""
@@ -190,6 +168,8 @@ class Publisher(OnStage):
     def _send_changes(self, track: Track) -> None:
         assert track.soundcloud.urn is not None
         sharing = track.soundcloud.sharing or "private"
+        if track.state == State.RELEASED and target_sharing(track) == "private":
+            sharing = "private"  # the sidecar takes a released track back
         sent = track.soundcloud.sent_fields
         wanted = track_fields(track, sharing).metadata(track.soundcloud.sha256 or track.sha256)
         changes: dict[str, Any] = {k: v for k, v in wanted.items() if sent.get(k) != v}
@@ -207,6 +187,10 @@ class Publisher(OnStage):
             for k, v in changes.items():
                 if v == "":
                     t.soundcloud.sent_fields.pop(k, None)
+            if changes.get("sharing") == "private":
+                t.soundcloud.sharing = "private"
+                if t.state == State.RELEASED:
+                    t.state = State.PUBLISHED
 
         self.store.update(
             track.id, sent_now, note="sent changed fields: " + ", ".join(sorted(changes))
@@ -225,14 +209,16 @@ class Publisher(OnStage):
             if name in track.soundcloud.playlists:
                 continue
             client = self.client()
-            playlist = client.find_playlist(name)
-            if playlist is None:
-                client.create_playlist(name, "private", [urn])
-            elif playlist.get("sharing") == "public" and not public:
-                log.info("%s: joins public playlist '%s' once released", track.title, name)
-                continue
-            else:
-                client.add_to_playlist(str(playlist["urn"]), urn)
+            # Two tracks of one EP finishing together must not each create "Night EP".
+            with self.stage.playlists:
+                playlist = client.find_playlist(name)
+                if playlist is None:
+                    client.create_playlist(name, "private", [urn])
+                elif playlist.get("sharing") == "public" and not public:
+                    log.info("%s: joins public playlist '%s' once released", track.title, name)
+                    continue
+                else:
+                    client.add_to_playlist(str(playlist["urn"]), urn)
 
             def joined(t: Track, name: str = name) -> None:
                 t.soundcloud.playlists.append(name)

@@ -8,11 +8,13 @@ stops during suspend, so one long timer would fire late by the length of the sle
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import queue
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from releaseosd.states import State
@@ -129,6 +131,7 @@ class Scheduler:
         self._remote = _Pool("publish", 2)
         self._busy: set[str] = set()
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)  # a track's job ended
         self._uploads_running = 0
 
     # --- life cycle ---------------------------------------------------------------------------
@@ -222,6 +225,26 @@ class Scheduler:
                 self._uploads_running += 1
                 self._uploads.submit(self._job(track_id, self._upload, upload=True))
 
+    @contextlib.contextmanager
+    def holding(self, track_id: str, timeout: float = 60.0) -> Iterator[None]:
+        """Keep the scheduler's hands off one track (waiting for a job on it to end first):
+        what a command does to it meanwhile cannot race an upload or a release."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while track_id in self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"track {track_id} stayed busy for {timeout:.0f} s")
+                self._idle.wait(left)
+            self._busy.add(track_id)
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._busy.discard(track_id)
+                self._idle.notify_all()
+            self.kick()
+
     def _job(
         self, track_id: str, work: Callable[[str], None], upload: bool = False
     ) -> Callable[[], None]:
@@ -229,10 +252,11 @@ class Scheduler:
             try:
                 work(track_id)
             finally:
-                with self._lock:
+                with self._idle:
                     self._busy.discard(track_id)
                     if upload:
                         self._uploads_running -= 1
+                    self._idle.notify_all()
                 # Something may have become due meanwhile (a free upload slot, a follow-up).
                 self.kick()
 

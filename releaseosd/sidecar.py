@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from releaseosd.localtime import explicit, local_date
+from releaseosd.localtime import check_year, explicit, local_date
 from releaseosd.yamlfile import FileProblems, LineMap, Problem, parse_yaml, read_text, validate
 
 MAX_SIDECAR_BYTES = 64 * 1024
@@ -196,7 +196,10 @@ class Sidecar(SidecarDefaults):
     @classmethod
     def _local_if_naive(cls, value: dt.datetime | None) -> dt.datetime | None:
         # Producers write the time on their wall clock; store it with that offset made explicit.
-        return explicit(value) if value is not None else None
+        if value is None:
+            return None
+        check_year(value)
+        return explicit(value)
 
     @field_validator("playlist", mode="before")
     @classmethod
@@ -261,6 +264,22 @@ def is_sidecar_name(path: Path) -> bool:
 
 
 def _load_one(path: Path, watch_root: Path | None) -> tuple[dict[str, Any], LineMap]:
+    if watch_root is not None:
+        real = path.resolve()
+        if not real.is_relative_to(watch_root.resolve()):
+            # Its text would go to SoundCloud: a link from a shared folder to a private file
+            # must not publish what it says.
+            raise FileProblems(
+                [
+                    Problem(
+                        path,
+                        None,
+                        "",
+                        f"is a link to {real}, outside the watched folder {watch_root}; copy the "
+                        "sidecar here instead of linking it",
+                    )
+                ]
+            )
     data, lines = parse_yaml(read_text(path, MAX_SIDECAR_BYTES), path)
     context = {"sidecar_dir": path.parent, "watch_root": watch_root}
     model = validate(Sidecar, data, path, lines, context)

@@ -59,7 +59,8 @@ ALLOWED: dict[State, frozenset[State]] = {
         {State.RELEASED, State.PUBLISHED, State.FAILED, State.NEEDS_LOGIN, State.REMOVED}
     ),
     State.PUBLISHED: frozenset({State.RELEASED, State.SCHEDULED, State.NEEDS_LOGIN, State.REMOVED}),
-    State.RELEASED: frozenset({State.REMOVED}),
+    # PUBLISHED: its sidecar took it back ('sharing: private'); it is private on SoundCloud now.
+    State.RELEASED: frozenset({State.PUBLISHED, State.REMOVED}),
     State.FAILED: frozenset(
         {
             State.READY,

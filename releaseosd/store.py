@@ -340,6 +340,12 @@ class Store:
             docs = self._tracks.search(Query().audio_digest == digest)
         return [Track.model_validate(d) for d in docs]
 
+    def duplicates_of(self, track_id: str) -> list[Track]:
+        """The copies refused as the same audio as this track."""
+        with self._lock:
+            docs = self._tracks.search(Query().duplicate_of == track_id)
+        return [Track.model_validate(d) for d in docs]
+
     def by_inode(self, device: int, inode: int) -> list[Track]:
         """Records whose export was last seen as this file (a move keeps device and inode)."""
         stat = Query().audio_stat

@@ -111,6 +111,11 @@ class Track(BaseModel):
     release_at: dt.datetime | None = None
     # `releaseosd release --now/--at` wins over the sidecar's release_at (and makes it public).
     user_release: dt.datetime | None = None
+    # The sidecar's release_at was taken out once the track was scheduled (an autosave mid-edit,
+    # a file cut short): it stays private until a release time is given again.
+    hold_private: bool = False
+    # The sidecar changed what the artwork shows after it went up; SoundCloud keeps the old one.
+    artwork_stale: bool = False
     # Every audio digest ever sent in a POST /tracks: any of them may be on SoundCloud.
     posted_sha256: list[str] = Field(default_factory=list)
     # SoundCloud has answered 500 only when artwork was attached (soundcloud/api#409): after a
@@ -159,9 +164,23 @@ class Track(BaseModel):
                 "sharing": self.soundcloud.sharing,
             },
             "local_change": self.local_change,
-            "warning": self.warning,
+            "warning": self.warning
+            or (HELD_PRIVATE.format(id=self.id) if self.hold_private else None)
+            or (ARTWORK_STALE if self.artwork_stale else None),
             "updated_at": _iso(self.updated_at),
         }
+
+
+HELD_PRIVATE = (
+    "its sidecar no longer says when it goes public (release_at was taken out), so it stays "
+    "private: add release_at again, or run 'releaseosd release {id} --now'"
+)
+
+
+ARTWORK_STALE = (
+    "the sidecar changed its artwork (or what the waveform artwork shows) after upload; "
+    "releaseosd does not replace artwork on SoundCloud: change it on soundcloud.com"
+)
 
 
 def _iso(value: dt.datetime | None) -> str | None:

@@ -7,6 +7,7 @@ import datetime as dt
 import logging
 import os
 import random
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,9 +72,12 @@ def track_fields(track: Track, sharing: str, meta: dict[str, Any] | None = None)
 
 
 def target_sharing(track: Track) -> str:
-    """What the track becomes at its release: `releaseosd release` means public."""
+    """What the track becomes at its release: `releaseosd release` means public; a track whose
+    release time was taken out of its sidecar stays private until it is told when."""
     if track.user_release is not None:
         return "public"
+    if track.hold_private:
+        return "private"
     return str(track.metadata.get("sharing") or "private")
 
 
@@ -113,6 +117,8 @@ class Stage:
     # Look at an export again (the ingest), when an upload finds it is not what was checked.
     rebuild: Callable[[str], None] = lambda _path: None
     rng: random.Random = field(default_factory=random.Random)
+    # Held while a playlist is looked up and created or filled.
+    playlists: threading.Lock = field(default_factory=threading.Lock)
 
 
 class OnStage:
@@ -179,6 +185,36 @@ class OnStage:
         log.warning("%s: %s; trying again at %s", track.title, message, when.isoformat())
         self.wake(track.id, when)
 
+    def too_public(self, track: Track) -> bool:
+        """Public on SoundCloud though it should not be yet: a release time (or 'sharing:
+        private') arrived while it went up public, or an adopted copy is public."""
+        if track.soundcloud.sharing != "public":
+            return False
+        waiting = track.release_at is not None and track.release_at > self.clock()
+        return waiting or target_sharing(track) == "private"
+
+    def make_private(self, track: Track) -> bool:
+        """Hide a track that is public too early, at once (not once SoundCloud has processed
+        it). False when that failed and a retry is scheduled."""
+        from releaseosd.soundcloud.errors import NEEDS_USER, SoundCloudError
+
+        assert track.soundcloud.urn is not None
+        try:
+            self.client().update_track(track.soundcloud.urn, {"sharing": "private"})
+        except NEEDS_USER as exc:
+            wait_for_user(self.store, self.announce, track.id, exc)
+            return False
+        except SoundCloudError as exc:
+            self.step_failed(track, exc, "making it private until its release time", quick=True)
+            return False
+
+        def hidden(t: Track) -> None:
+            t.soundcloud.sharing = "private"
+            t.soundcloud.sent_fields = {**t.soundcloud.sent_fields, "sharing": "private"}
+
+        self.store.update(track.id, hidden, note="made private until its release time")
+        return True
+
     def step_done(self, track_id: str) -> None:
         """The remote step succeeded: its counters start afresh for the next one."""
 
@@ -217,7 +253,7 @@ class Uploader(OnStage):
                     return
                 audio, digest, duration = self._payload(track)
                 self.client().check_quota(duration)
-                meta = self._metadata_now(track)
+                meta, defaults = self._metadata_now(track)
                 fields = track_fields(track, upload_sharing(track), meta)
                 posting = True
                 remote = self._upload(track, fields, audio, digest, duration)
@@ -225,9 +261,10 @@ class Uploader(OnStage):
             else:
                 log.info("%s: found on SoundCloud as %s; adopting it", track.title, remote["urn"])
                 meta = track.metadata
+                defaults = self.config.defaults.model_dump(mode="json")
                 sent, found_digest = self._adopted(track, remote)
                 copy_digest = found_digest or ""
-            self._record_upload(track, remote, sent, meta, copy_digest)
+            self._record_upload(track, remote, sent, meta, defaults, copy_digest)
         except AssetChanged as exc:
             self._rebuild(track, str(exc))
         except NEEDS_USER as exc:
@@ -275,22 +312,27 @@ class Uploader(OnStage):
         """The export (or what its build shows) changed: back to pending, checked and built
         afresh; only then is it uploaded, as the bytes then checked. An export that is gone has
         nothing to upload (a moved one is found again where it went)."""
+        from releaseosd.ingest import gone
+
         log.info("%s: %s", track.title, why)
         if not Path(track.audio_path).exists():
-            self.store.transition(track.id, State.REMOVED, note=f"{why}; the export is gone")
+            self.store.transition(track.id, State.PENDING, note=why, last_error=gone(track))
             return
         self.store.transition(track.id, State.PENDING, note=why, last_error=None)
         self.stage.rebuild(track.audio_path)
 
-    def _metadata_now(self, track: Track) -> dict[str, Any]:
-        """The metadata as it goes up: the sidecar with the config's defaults of this moment
-        (a reload since the build counts); records from before sidecars were kept send theirs."""
+    def _metadata_now(self, track: Track) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The metadata as it goes up, and the config defaults it was made with: those of this
+        moment (a reload since the build counts), kept with the track once it is up. Records
+        from before sidecars were kept send their metadata as built."""
         from releaseosd.metadata import metadata_for, stored_sidecar
 
+        config = self.config  # one config for the request, even if a reload swaps it now
+        defaults = config.defaults.model_dump(mode="json")
         sidecar = stored_sidecar(track)
         if sidecar is None:
-            return track.metadata
-        return metadata_for(track, self.config, sidecar, Path(track.audio_path))
+            return track.metadata, defaults
+        return metadata_for(track, config, sidecar, Path(track.audio_path)), defaults
 
     def _payload(self, track: Track) -> tuple[Path, str, float | None]:
         """The file to send (the export, or its preview for `upload: preview`), the digest it
@@ -356,12 +398,13 @@ class Uploader(OnStage):
         remote: dict[str, Any],
         sent: dict[str, Any],
         meta: dict[str, Any],
+        defaults: dict[str, Any],
         copy_digest: str,
     ) -> None:
         """`sent` is what the request carried (or what the adopted copy has), never a recomputed
-        wish: the sidecar may have changed while the upload ran, and that change is sent after."""
+        wish: the sidecar may have changed while the upload ran, and that change is sent after;
+        `defaults` are those the request was made with."""
         now = self.clock()
-        defaults = self.config.defaults.model_dump(mode="json")
 
         def recorded(t: Track) -> None:
             # The URN is written before anything else happens: from here on the track is known
@@ -391,7 +434,9 @@ class Uploader(OnStage):
             t.next_attempt_at = None
             t.retry = Retrying()
 
-        self.store.update(track.id, recorded, note=f"uploaded as {remote['urn']}")
+        fresh = self.store.update(track.id, recorded, note=f"uploaded as {remote['urn']}")
+        if self.too_public(fresh) and not self.make_private(fresh):
+            return  # retried like a processing check; nothing goes on while it is public
         if remote.get("state") in (None, "finished"):
             self.after_processed(track.id)
         elif remote.get("state") == "failed":

@@ -54,6 +54,7 @@ logger = logging.getLogger(__name__)
 AUDIO_SUFFIXES = frozenset(
     {".wav", ".wave", ".aif", ".aiff", ".flac", ".mp3", ".ogg", ".oga", ".m4a", ".aac"}
 )
+LOSSLESS_SUFFIXES = frozenset({".wav", ".wave", ".aif", ".aiff", ".flac"})
 # Partial downloads/exports and the peak, analysis and backup files DAWs and editors put beside audio.
 IGNORED_SUFFIXES = frozenset(
     {

@@ -48,6 +48,13 @@ def build_shape(sidecar: Sidecar | None) -> str:
     return hashlib.sha256(repr(sorted(shaping.items())).encode()).hexdigest()[:16]
 
 
+def artwork_shows(sidecar: Sidecar) -> tuple[str, str | None]:
+    """What the artwork is made from: the sidecar's image, or a waveform with the title on it."""
+    if sidecar.artwork is not None:
+        return ("image", str(sidecar.artwork))
+    return ("waveform", sidecar.title)
+
+
 def file_sha256(path: Path) -> str:
     """The SHA-256 of a file's bytes, as `sha256sum` prints it."""
     with path.open("rb") as handle:

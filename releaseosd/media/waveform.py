@@ -189,7 +189,7 @@ def _scan_pcm(
     content: Hasher | None = None,
 ) -> WaveformScan:
     if content is not None:
-        content.update(pcm_kind(layout).encode())
+        content.update(content_kind(layout.sample_rate, layout.channels, _pcm_class(layout)))
     full = full_scale(layout)
     block = layout.block_align
     chunk = max(1, _CHUNK_BYTES // block) * block
@@ -208,26 +208,30 @@ def _scan_pcm(
                 raise AudioIncomplete(
                     f"{path.name}: the file got shorter while it was read: is it still being written?"
                 )
-            for sink in (hasher, content):
-                if sink is not None:
-                    sink.update(view[:got])
+            if hasher is not None:
+                hasher.update(view[:got])
             usable = got - got % block
             if usable != got:  # a read ending mid-frame: finish the frame before folding it
                 more = f.readinto(view[got : got + block - got % block]) or 0
-                for sink in (hasher, content):
-                    if sink is not None:
-                        sink.update(view[got : got + more])
+                if hasher is not None:
+                    hasher.update(view[got : got + more])
                 got += more
                 usable = got - got % block
             left -= got
-            scanner.feed(pcm_samples(view[:usable], layout))
+            samples = pcm_samples(view[:usable], layout)
+            if content is not None:
+                content.update(_canonical(view[:usable], samples, layout))
+            scanner.feed(samples)
         if hasher is not None:
             _hash_range(f, end, os.fstat(f.fileno()).st_size, hasher)
     return scanner.finish(bars, window, full)
 
 
 @contextlib.contextmanager
-def _decoder(path: Path, info: AudioInfo, ffmpeg: Ffmpeg) -> Iterator[subprocess.Popen[bytes]]:
+def _decoder(
+    path: Path, info: AudioInfo, ffmpeg: Ffmpeg, width: int = 2
+) -> Iterator[subprocess.Popen[bytes]]:
+    pcm = f"s{8 * width}le"
     command = [
         str(ffmpeg.ffmpeg), "-nostdin", "-hide_banner", "-v", "error",
         # One decoding thread: frame threads gain nothing at pipe speed (measured on FLAC) but
@@ -244,7 +248,7 @@ def _decoder(path: Path, info: AudioInfo, ffmpeg: Ffmpeg) -> Iterator[subprocess
         # filters and drops the part-filled packet, at most 0.37 s of 44.1 kHz per change, which
         # can only shift a bar's peak.
         "-af", f"asetnsamples=n={_PACKET_FRAMES}:p=0",
-        "-f", "s16le", "-acodec", "pcm_s16le",
+        "-f", pcm, "-acodec", f"pcm_{pcm}",
         "-avioflags", "direct",
         "pipe:1",
     ]  # fmt: skip
@@ -284,8 +288,9 @@ def _scan_decoded(
     hasher: Hasher | None,
     content: Hasher | None = None,
 ) -> WaveformScan:
+    width = _decoded_width(info)
     if content is not None:
-        content.update(f"s16le:{info.sample_rate}:{info.channels}:".encode())
+        content.update(content_kind(info.sample_rate, info.channels, str(8 * width)))
     if hasher is not None:
         with path.open("rb") as f:
             _hash_range(f, 0, os.fstat(f.fileno()).st_size, hasher)
@@ -293,8 +298,8 @@ def _scan_decoded(
     buffer = bytearray(_CHUNK_BYTES)
     view = memoryview(buffer)
     pending = 0
-    frame = 2 * info.channels
-    with _decoder(path, info, ffmpeg) as process:
+    frame = width * info.channels
+    with _decoder(path, info, ffmpeg, width) as process:
         stream = cast(io.BufferedReader, process.stdout)
         _widen_pipe(stream.fileno())
         ended = False
@@ -310,12 +315,12 @@ def _scan_decoded(
                     content.update(view[pending : pending + got])
                 pending += got
             usable = pending - pending % frame
-            scanner.feed(np.frombuffer(view[:usable], dtype="<i2"))
+            scanner.feed(np.frombuffer(view[:usable], dtype=f"<i{width}"))
             view[: pending - usable] = view[usable:pending]
             pending -= usable
     if scanner.samples == 0:
         raise AudioProblem(f"{path.name}: ffmpeg found no audio it could decode in it")
-    result = scanner.finish(bars, window, 32768.0)
+    result = scanner.finish(bars, window, float(1 << (8 * width - 1)))
     short = info.duration - result.duration
     if info.format in _EXACT_LENGTH and short > max(0.5, 0.01 * info.duration):
         raise AudioIncomplete(
@@ -349,9 +354,39 @@ def scan(
     return _scan_decoded(path, info, bars, window_seconds, ffmpeg, hasher, content)
 
 
-def pcm_kind(layout: PcmLayout) -> str:
-    """The sample format of raw PCM bytes, as the content digest names it."""
-    return (
-        f"{layout.encoding}{8 * layout.sample_width}{layout.byte_order}:"
-        f"{layout.sample_rate}:{layout.channels}:"
-    )
+def content_kind(rate: int, channels: int, sample_class: str) -> bytes:
+    """What the content digest starts with: the same samples give the same digest whatever file
+    holds them (WAV, AIFF, FLAC), so the format is named by what the samples are, not by how
+    the file stores them."""
+    return f"pcm:{rate}:{channels}:{sample_class}:".encode()
+
+
+def _pcm_class(layout: PcmLayout) -> str:
+    """16 (8- and 16-bit integers, as 16-bit), 32 (24- and 32-bit, top-aligned 32-bit) or f32/f64:
+    the forms ffmpeg decodes FLAC and ALAC to, so a WAV and a FLAC of one master agree."""
+    if layout.encoding == "float":
+        return f"f{8 * layout.sample_width}"
+    return "16" if layout.sample_width <= 2 else "32"
+
+
+def _canonical(
+    raw: memoryview, samples: npt.NDArray[np.generic], layout: PcmLayout
+) -> bytes | memoryview:
+    """Samples as the content digest takes them: little-endian, in their class's width."""
+    sample_class = _pcm_class(layout)
+    if sample_class == "16" and layout.sample_width == 2 and layout.byte_order == "<":
+        return raw  # the bytes on disk are the canonical form already
+    if sample_class == "16":
+        wide = samples.astype("<i2")
+        if layout.sample_width == 1:
+            wide <<= 8  # as ffmpeg widens 8-bit audio
+        return wide.tobytes()
+    if sample_class == "32":
+        return samples.astype("<i4", copy=False).tobytes()
+    return samples.astype(f"<f{layout.sample_width}", copy=False).tobytes()
+
+
+def _decoded_width(info: AudioInfo) -> int:
+    """Bytes per decoded sample: 4 for lossless audio of more than 16 bits (a 24-bit FLAC must
+    keep all its bits to agree with its WAV), else 2."""
+    return 4 if (info.bit_depth or 0) > 16 else 2

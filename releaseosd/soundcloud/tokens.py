@@ -559,12 +559,23 @@ class TokenManager:
         return refresh_lock(self._lock_path, self._lock_timeout)
 
     def _load(self) -> TokenSet:
-        if self._current is None:
+        """The stored set, read afresh at every use: after 'auth logout' (or a login to another
+        account) nothing more is sent with the old tokens. A keyring that cannot be read for a
+        moment (locked, busy) leaves the set already in hand usable."""
+        if not self._unsaved:
             client_id = self._client_id()
-            # Under the file lock: a keyring that rewrites its file in place reads as empty
-            # while another process stores a renewed set.
-            with self._locked():
-                self._current = self._store.get_tokens(client_id)
+            try:
+                found = self._store.get_tokens(client_id) if self._current is not None else None
+                if found is None:
+                    # Under the file lock: a keyring that rewrites its file in place reads as
+                    # empty while another process stores a renewed set.
+                    with self._locked():
+                        found = self._store.get_tokens(client_id)
+                self._current = found
+            except (KeyringUnavailable, Retryable):
+                if self._current is None:
+                    raise
+                log.warning("the keyring cannot be read just now; using the login in memory")
         if self._current is None:
             raise NeedsLogin(f"releaseosd is not logged in to SoundCloud; {LOGIN_HINT}")
         return self._current

@@ -189,3 +189,57 @@ def local(seconds_from_now: float) -> dt.datetime:
     return (dt.datetime.now().astimezone() + dt.timedelta(seconds=seconds_from_now)).replace(
         microsecond=0
     )
+
+
+# --- what tests of the running daemon ask of the store and the CLI ------------------------------
+
+from releaseosd.states import State  # noqa: E402
+
+DONE = (State.RELEASED, State.PUBLISHED)
+
+
+def track(state_dir: Path, title: str) -> Track | None:
+    return by_title(state_dir).get(title)
+
+
+def in_state(state_dir: Path, title: str, *states: Any) -> Track | None:
+    found = track(state_dir, title)
+    return found if found is not None and found.state in states else None
+
+
+def command(config_path: Path, name: str, **body: Any) -> str:
+    """A CLI command, through the running daemon's control socket (or on the store if none)."""
+    from releaseosd.control import run_command
+
+    return run_command(load_config(config_path)[0], name, body)
+
+
+def pause_before_start(state_dir: Path) -> None:
+    from releaseosd.store import Store
+
+    store = Store.open(state_dir)
+    try:
+        store.set_flag("paused", True)
+    finally:
+        store.close()
+
+
+def dump(state_dir: Path) -> str:
+    """The store as a short table, for assertion messages."""
+    return "\n".join(
+        f"{t.id} {t.title!r} {t.state.value} path={t.audio_path} err={t.last_error!r} "
+        f"dup={t.duplicate_of} urn={t.soundcloud.urn} notes={[h.note for h in t.history][-4:]}"
+        for t in read_tracks(state_dir)
+    )
+
+
+def eventually(condition: Callable[[], Any], timeout: float) -> Any:
+    """wait_for that returns None instead of raising: to assert that something does not happen
+    within a bound, or to report what happened instead."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.05)
+    return None

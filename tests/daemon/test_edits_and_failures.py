@@ -94,11 +94,14 @@ def test_moving_and_removing_the_release_time(
             f"title: Move Me\nsharing: public\nrelease_at: {soon.isoformat()}\n"
         )
         (exports / "Drop.yaml").write_text("title: Drop Time\nsharing: public\n")
+        # Taking the time out says nothing about when: it stays private (never early) and
+        # status says what to do.
         dropped = wait_for(
-            lambda: (t := by_title(state)["Drop Time"]).state == State.RELEASED and t,
-            what="release time removed: public now",
+            lambda: (t := by_title(state)["Drop Time"]).state == State.PUBLISHED and t,
+            what="release time removed: kept private",
         )
-        assert dropped.release_at is None
+        assert dropped.release_at is None and dropped.hold_private
+        assert "release_at" in (dropped.status_row()["warning"] or "")
         moved = wait_for(
             lambda: (t := by_title(state)["Move Me"]).state == State.RELEASED and t,
             timeout=20,
@@ -106,7 +109,7 @@ def test_moving_and_removing_the_release_time(
         )
         assert moved.soundcloud.published_at is not None
         assert soon <= moved.soundcloud.published_at <= soon + dt.timedelta(seconds=2)
-    assert sorted(t["sharing"] for t in sandbox.tracks()) == ["public", "public"]
+    assert sorted(t["sharing"] for t in sandbox.tracks()) == ["private", "public"]
 
 
 def test_failed_processing_is_deleted_then_uploaded_again(

@@ -21,35 +21,32 @@ import pytest
 from daemon_harness import (
     CLIENT_ID,
     CLIENT_SECRET,
+    DONE,
     ThreadedDaemon,
     by_title,
+    command,
     file_token_store,
+    in_state,
     keyring_file,
     local,
     log_in,
     make_audio,
+    pause_before_start,
     read_tracks,
+    track,
     wait_for,
     write_config,
 )
 
-from releaseosd.config import load_config
-from releaseosd.control import run_command
 from releaseosd.soundcloud.sandbox import Sandbox
 from releaseosd.soundcloud.tags import machine_tag
 from releaseosd.states import State
 from releaseosd.store import Store
 from releaseosd.track import Track
 
-DONE = (State.RELEASED, State.PUBLISHED)
 
-
-@pytest.fixture(autouse=True)
-def _runtime_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # The CLI's commands reach the in-process daemon over its control socket.
-    run = tmp_path / "run"
-    run.mkdir(mode=0o700, exist_ok=True)
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(run))
+# The CLI's commands reach the in-process daemon over its control socket.
+pytestmark = pytest.mark.usefixtures("runtime_dir")
 
 
 def sha(data: bytes) -> str:
@@ -62,19 +59,6 @@ def copies(sandbox: Sandbox) -> list[dict[str, Any]]:
 
 def asset(sandbox: Sandbox, remote: dict[str, Any]) -> bytes:
     return sandbox.upload_of(str(remote["urn"])).path.read_bytes()
-
-
-def track(state: Path, title: str) -> Track | None:
-    return by_title(state).get(title)
-
-
-def in_state(state: Path, title: str, *states: State) -> Track | None:
-    found = track(state, title)
-    return found if found is not None and found.state in states else None
-
-
-def command(config_path: Path, name: str, **body: Any) -> str:
-    return run_command(load_config(config_path)[0], name, body)
 
 
 @contextlib.contextmanager
@@ -93,14 +77,6 @@ def logged_in_client(sandbox: Sandbox) -> Iterator[Any]:
     )
     with httpx.Client() as http:
         yield SoundCloudClient(config, TokenManager(store, config, http), http)
-
-
-def pause_before_start(state: Path) -> None:
-    store = Store.open(state)
-    try:
-        store.set_flag("paused", True)
-    finally:
-        store.close()
 
 
 # --- 1. the bytes that go up are the bytes that were checked ----------------------------------

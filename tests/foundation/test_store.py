@@ -74,7 +74,8 @@ def test_transition_table_is_complete_and_consistent() -> None:
         assert State.PENDING not in ALLOWED[remote]
         assert State.BUILDING not in ALLOWED[remote]
     assert ALLOWED[State.REMOVED] == frozenset()
-    assert ALLOWED[State.RELEASED] == frozenset({State.REMOVED})
+    # A released track only ends, or is taken back private by its sidecar ('sharing: private').
+    assert ALLOWED[State.RELEASED] == frozenset({State.PUBLISHED, State.REMOVED})
 
 
 def test_second_owner_is_refused(tmp_path: Path) -> None:
