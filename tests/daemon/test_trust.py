@@ -44,7 +44,6 @@ from releaseosd.states import State
 from releaseosd.store import Store
 from releaseosd.track import Track
 
-
 # The CLI's commands reach the in-process daemon over its control socket.
 pytestmark = pytest.mark.usefixtures("runtime_dir")
 
