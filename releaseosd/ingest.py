@@ -620,6 +620,7 @@ class Ingest:
                 # The producer changed the export or its sidecar: a fresh set of attempts.
                 t.attempts = t.offline_attempts = 0
             t.state = State.BUILDING
+            t.waited_in = None
             t.probe = probe_dict(info)
             t.last_error = None
             t.duplicate_of = None

@@ -265,7 +265,8 @@ class Scheduler:
     def resume_after_login(self) -> None:
         """Tracks waiting for a login go back to where they were, without losing an attempt."""
         for track in self.store.in_states(State.NEEDS_LOGIN):
-            waited_in = next(
+            # Records from before `waited_in` was kept say it in their history.
+            waited_in = track.waited_in or next(
                 (h.previous for h in reversed(track.history) if h.state == State.NEEDS_LOGIN),
                 None,
             )
@@ -279,5 +280,10 @@ class Scheduler:
             if back == State.READY and track.soundcloud.urn:
                 back = State.PROCESSING
             self.store.transition(
-                track.id, back, note="logged in again", last_error=None, next_attempt_at=None
+                track.id,
+                back,
+                note="logged in again",
+                last_error=None,
+                next_attempt_at=None,
+                waited_in=None,
             )

@@ -101,6 +101,8 @@ class Track(BaseModel):
     duplicate_of: str | None = None
     probe: dict[str, Any] | None = None
     state: State = State.PENDING
+    # The state a track waiting in needs_login goes back to once the login is back.
+    waited_in: State | None = None
     attempts: int = 0
     offline_attempts: int = 0
     next_attempt_at: dt.datetime | None = None

@@ -87,12 +87,19 @@ def upload_sharing(track: Track) -> str:
 
 
 def wait_for_user(store: Store, announce: Announcer, track_id: str, exc: Exception) -> None:
-    """Park a track in needs_login (the state it waited in is in its history, so it resumes
-    there). One notification per episode, not one per track."""
+    """Park a track in needs_login, remembering the state it waited in so it resumes there.
+    One notification per episode, not one per track."""
     from releaseosd.soundcloud.errors import NeedsLogin
 
     others_waiting = [t for t in store.in_states(State.NEEDS_LOGIN) if t.id != track_id]
-    store.transition(track_id, State.NEEDS_LOGIN, last_error=str(exc))
+
+    def park(t: Track) -> None:
+        if t.state != State.NEEDS_LOGIN:
+            t.waited_in = t.state
+        t.state = State.NEEDS_LOGIN
+        t.last_error = str(exc)
+
+    store.update(track_id, park)
     if not others_waiting:
         announce.needs_login(None if isinstance(exc, NeedsLogin) else str(exc))
 
