@@ -103,14 +103,7 @@ class Ingest:
     def on_stable(self, path: Path) -> bool:
         try:
             if path.suffix.lower() in SIDECAR_SUFFIXES:
-                # The tracks it describes: every one in its folder for a release.yaml, else the
-                # ones of the same name ("Night Drive.WAV" belongs to "Night Drive.yaml" too). A
-                # sidecar without a track yet waits for its audio's own report.
-                folder = path.absolute().parent
-                stem = None if path.name.lower() in FOLDER_DEFAULTS_NAMES else path.stem
-                for track in self.store.in_folder(folder, stem):
-                    if Path(track.audio_path).is_file():
-                        self._audio_stable(Path(track.audio_path))
+                self._sidecar_touched(path)
                 return True
             if is_audio(path):
                 return self._audio_stable(path)
@@ -120,7 +113,27 @@ class Ingest:
             self._unexpected(path, exc)
         return True
 
+    def _sidecar_touched(self, path: Path) -> None:
+        """A sidecar written or deleted: its tracks look again at what describes them now.
+
+        The tracks are every one in its folder for a release.yaml, else the ones of the same
+        name ("Night Drive.WAV" belongs to "Night Drive.yaml" too). A sidecar without a track
+        yet waits for its audio's own report."""
+        folder = path.absolute().parent
+        stem = None if path.name.lower() in FOLDER_DEFAULTS_NAMES else path.stem
+        for track in self.store.in_folder(folder, stem):
+            if Path(track.audio_path).is_file():
+                self._audio_stable(Path(track.audio_path))
+
     def on_gone(self, path: Path) -> None:
+        if path.suffix.lower() in SIDECAR_SUFFIXES:
+            # A deleted sidecar is an edit too: what is left (the folder's release.yaml, or
+            # nothing: the track waits for a sidecar) is what describes the track now.
+            try:
+                self._sidecar_touched(path)
+            except Exception:
+                log.exception("%s: its deletion could not be taken in", path)
+            return
         track = self.store.by_audio_path(path)
         if track is None or track.state in (State.BUILDING, State.REMOVED):
             return
