@@ -228,6 +228,8 @@ class Ingest:
             read = self.read_sidecar(path)
             if track is None:
                 moved = self._moved_here(path, stat)
+                if moved is not None and moved.state == State.REMOVED:
+                    return True  # the file the producer removed, moved: still left alone
                 if moved is not None:
                     self._sidecar_changed(moved, path, read)
                     return True
@@ -451,11 +453,7 @@ class Ingest:
         """A record whose export is now at `path`: the same file (device, inode, size, mtime)
         gone from where it was, as when a folder is moved or renamed."""
         for track in self.store.by_inode(stat.device, stat.inode):
-            if (
-                track.audio_stat == stat
-                and track.state != State.REMOVED
-                and not Path(track.audio_path).exists()
-            ):
+            if track.audio_stat == stat and not Path(track.audio_path).exists():
                 log.info("%s: moved from %s", path, track.audio_path)
                 return self.store.update(track.id, self._moved_to(path), note="moved")
         return None
@@ -634,6 +632,8 @@ class Ingest:
                 t.attempts = t.offline_attempts = 0
             t.state = State.BUILDING
             t.waited_in = None
+            # The file this build reads: a folder moved meanwhile is followed by it.
+            t.audio_stat = stat
             t.probe = probe_dict(info)
             t.last_error = None
             t.duplicate_of = None
@@ -721,12 +721,12 @@ class Ingest:
                 out_dir.mkdir(parents=True, exist_ok=True)
                 built = build_assets(path, sidecar, config, out_dir)
             except AudioProblem as exc:
-                self._finish_invalid(track_id, str(exc))
+                self._finish_invalid(track_id, str(exc), path=path)
                 return
             except Exception as exc:
                 log.exception("%s: building the preview/artwork failed", path)
                 self._finish_invalid(
-                    track_id, f"{path}: could not build the preview or artwork: {exc}"
+                    track_id, f"{path}: could not build the preview or artwork: {exc}", path=path
                 )
                 return
             if not reread_sidecar:
@@ -755,6 +755,8 @@ class Ingest:
         track = self.store.get(track_id)
         if track is None or track.state != State.BUILDING:
             return  # removed (or taken elsewhere) while it was building
+        if self._left_while_built(track, path):
+            return
         if self._stat_now(path) != stat:
             # Written to while it was read: these hashes describe no file. The watcher reports the
             # new export once it is stable.
@@ -828,16 +830,42 @@ class Ingest:
         if moved is not None:
             self._sidecar_changed(moved, path, self.read_sidecar(path))
 
-    def _finish_invalid(self, track_id: str, message: str, digest: str | None = None) -> None:
-        log.warning("%s", message)
+    def _left_while_built(self, track: Track, path: Path) -> bool:
+        """Whether the export this build read is no longer where it was: its folder moved (the
+        record followed it: built again from there) or it was deleted (it waits for its file,
+        as any export gone before its upload does, and is recognised where it shows up)."""
+        if track.audio_path != str(path):
+            self.store.transition(
+                track.id, State.PENDING, note="moved while it was built; building again"
+            )
+            self.builds.submit(self.recheck, Path(track.audio_path))
+            return True
+        if self._stat_now(path) is None:
+            self.store.transition(
+                track.id, State.PENDING, note=f"{path.name} is gone", last_error=gone(track)
+            )
+            log.info("%s: gone while it was built; '%s' waits for it", path, track.title)
+            return True
+        return False
 
-        def invalid(t: Track) -> None:
-            if t.state == State.BUILDING:  # not if it was removed meanwhile
-                t.state = State.INVALID
-                t.last_error = message
-                t.sidecar_digest = digest if digest is not None else t.sidecar_digest
+    def _finish_invalid(
+        self, track_id: str, message: str, digest: str | None = None, path: Path | None = None
+    ) -> None:
+        with self._lock:
+            track = self.store.get(track_id)
+            if track is None or track.state != State.BUILDING:
+                return  # removed (or taken elsewhere) while it was building
+            if path is not None and self._left_while_built(track, path):
+                return  # what failed was reading a file that is not there any more
+            log.warning("%s", message)
 
-        self.store.update(track_id, invalid)
+            def invalid(t: Track) -> None:
+                if t.state == State.BUILDING:  # not if it was removed meanwhile
+                    t.state = State.INVALID
+                    t.last_error = message
+                    t.sidecar_digest = digest if digest is not None else t.sidecar_digest
+
+            self.store.update(track_id, invalid)
 
 
 def take_release_time(track: Track, sidecar: Sidecar) -> None:
