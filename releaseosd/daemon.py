@@ -7,6 +7,7 @@ import logging
 import re
 import signal
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from releaseosd import sdnotify
 from releaseosd.config import Config, load_config, rehearsal_state_dir
+from releaseosd.events import EventBus
 from releaseosd.states import State
 from releaseosd.store import OwnerLock, Store, prepare_state_dir
 
@@ -95,6 +97,8 @@ class Daemon:
         self._client: SoundCloudClient | None = None
         self._client_lock = threading.Lock()
         self._resumed_on: str | None = None
+        # What happens to tracks; listeners subscribe here (before `run`, in tests).
+        self.events = EventBus()
 
     # --- SoundCloud access ---------------------------------------------------------------------
 
@@ -158,6 +162,7 @@ class Daemon:
         from releaseosd.commands import Commands, Hooks
         from releaseosd.control import ControlServer
         from releaseosd.ingest import Ingest
+        from releaseosd.listeners.notifications import DesktopNotifications
         from releaseosd.login_watch import LoginWatch
         from releaseosd.media.ffmpeg import FfmpegMissing, find_ffmpeg
         from releaseosd.notify import Notifier
@@ -188,6 +193,9 @@ class Daemon:
         except FfmpegMissing as exc:
             log.error("%s", exc)
         notifier = Notifier(config.notifications)
+        events = self.events
+        # The listeners: one line each.
+        unsubscribe = [events.subscribe(DesktopNotifications(notifier))]
         builds = ThreadPoolExecutor(max_workers=2, thread_name_prefix="build")
         scheduler: Scheduler | None = None
 
@@ -202,7 +210,7 @@ class Daemon:
         def recheck(path: str) -> None:
             builds.submit(ingest.recheck, Path(path)).add_done_callback(_log_failure)
 
-        stage = Stage(config, store, self.client, notifier, wake, rebuild=recheck)
+        stage = Stage(config, store, self.client, events, wake, rebuild=recheck)
         publisher = Publisher(stage)
         uploader = Uploader(stage, after_processed=publisher.processed)
         ingest = Ingest(config, store, builds, on_ready=kick, on_metadata_changed=kick)
@@ -252,7 +260,7 @@ class Daemon:
             if store.in_states(State.NEEDS_LOGIN):
                 scheduler.resume_after_login()
             scheduler.start()
-            login_watch = LoginWatch(store, self._login_outlook, notifier)
+            login_watch = LoginWatch(store, self._login_outlook, events)
             scheduler.every("login-watch", self.login_check_seconds, login_watch.check)
             watcher.start()
             control.start()
@@ -275,7 +283,17 @@ class Daemon:
         finally:
             stopper = threading.Thread(
                 target=self._shutdown,
-                args=(watcher, scheduler, control, builds, notifier, store, lock, rehearsal),
+                args=(
+                    watcher,
+                    scheduler,
+                    control,
+                    builds,
+                    notifier,
+                    unsubscribe,
+                    store,
+                    lock,
+                    rehearsal,
+                ),
                 daemon=True,
             )
             stopper.start()
@@ -290,6 +308,7 @@ class Daemon:
         control: Any,
         builds: Any,
         notifier: Any,
+        unsubscribe: list[Callable[[], None]],
         store: Store,
         lock: OwnerLock,
         rehearsal: Any,
@@ -299,6 +318,7 @@ class Daemon:
             scheduler.stop,
             control.stop,
             lambda: builds.shutdown(wait=False, cancel_futures=True),
+            *unsubscribe,
             lambda: notifier.close(timeout=1),
         ):
             try:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
+from releaseosd.events import EventBus, LoginBeforeRelease
 from releaseosd.localtime import shown
 from releaseosd.states import State
 from releaseosd.store import Store
@@ -37,10 +38,6 @@ BEFORE_RELEASE = (
 )
 
 
-class Teller(Protocol):
-    def login_before_release(self, title: str, public_at: dt.datetime, problem: str) -> bool: ...
-
-
 def risk(outlook: LoginOutlook, release_at: dt.datetime) -> str | None:
     """Why the stored login would not carry a track to `release_at`, or None."""
     if not outlook.usable:
@@ -61,12 +58,12 @@ class LoginWatch:
         self,
         store: Store,
         outlook: Callable[[], LoginOutlook],
-        tell: Teller,
+        events: EventBus,
         clock: Callable[[], dt.datetime] = utcnow,
     ) -> None:
         self.store = store
         self.outlook = outlook
-        self.tell = tell
+        self.events = events
         self.clock = clock
         self._told: set[tuple[str, str]] = set()
 
@@ -94,7 +91,14 @@ class LoginWatch:
             if (track.id, problem) not in self._told:
                 self._told.add((track.id, problem))
                 log.warning("%s: %s", track.title, warning_text(track.release_at, problem))
-                self.tell.login_before_release(track.title, track.release_at, problem)
+                self.events.emit(
+                    LoginBeforeRelease(
+                        track_id=track.id,
+                        title=track.title,
+                        public_at=track.release_at,
+                        problem=problem,
+                    )
+                )
 
     def _warn(self, track: Track, warning: str | None) -> None:
         if track.warning != warning:

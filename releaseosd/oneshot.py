@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from releaseosd.config import Config
+from releaseosd.events import EventBus
 from releaseosd.states import REMOTE, State
 from releaseosd.store import OwnerLock, StateDirBusy, Store, prepare_state_dir
 from releaseosd.track import Track, utcnow
@@ -139,28 +140,6 @@ class ProgressBar:
 
 
 # --- composing the daemon's stages ------------------------------------------------------------------
-
-
-class _Silent:
-    """The Announcer for the foreground: the terminal says it all, no desktop notification."""
-
-    def released(self, title: str, url: str, late_by: dt.timedelta | None = None) -> bool:
-        return False
-
-    def uploaded(self, title: str, url: str | None, public_at: dt.datetime | None) -> bool:
-        return False
-
-    def failed(self, title: str, reason: str, fix_command: str) -> bool:
-        return False
-
-    def needs_login(self, problem: str | None = None) -> bool:
-        return False
-
-    def artwork_dropped(self, title: str) -> bool:
-        return False
-
-    def login_before_release(self, title: str, public_at: dt.datetime, problem: str) -> bool:
-        return False
 
 
 class _Inline(Executor):
@@ -403,8 +382,8 @@ def run_upload(
             return Outcome(EXIT_PROBLEMS, f"not uploaded: {exc}")
         if track.state != State.READY:
             return _describe(track)
-        announce = _Silent()
-        stage = Stage(config, store, get_client, announce, _no_wake, clock=clock)
+        # The foreground tells the terminal itself: no listener, no desktop notification.
+        stage = Stage(config, store, get_client, EventBus(), _no_wake, clock=clock)
         publisher = Publisher(stage)
         uploader = Uploader(stage, after_processed=publisher.processed)
         sharing = track.metadata.get("sharing") or "private"

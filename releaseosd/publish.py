@@ -13,6 +13,7 @@ import datetime as dt
 import logging
 from typing import Any
 
+from releaseosd.events import Failed, Released, Uploaded
 from releaseosd.retry import at, plan_for
 from releaseosd.states import State
 from releaseosd.track import Retrying, Track
@@ -43,7 +44,14 @@ class Publisher(OnStage):
                 track_id, State.SCHEDULED, next_attempt_at=None, sync=Retrying(due_at=now)
             )
             public_at = track.release_at if target_sharing(track) == "public" else None
-            self.announce.uploaded(track.title, track.soundcloud.permalink_url, public_at)
+            self.emit(
+                Uploaded(
+                    track_id=track.id,
+                    title=track.title,
+                    url=track.soundcloud.permalink_url,
+                    public_at=public_at,
+                )
+            )
             log.info("%s: uploaded privately; goes public at %s", track.title, track.release_at)
             self.wake(track_id, track.release_at)
             self.sync(track_id)  # edits made while it was uploading; its private playlists
@@ -71,7 +79,7 @@ class Publisher(OnStage):
             if track.soundcloud.sharing != sharing:
                 self.client().update_track(track.soundcloud.urn, {"sharing": sharing})
         except NEEDS_USER as exc:
-            wait_for_user(self.store, self.announce, track_id, exc)
+            wait_for_user(self.store, self.events, track_id, exc)
             return
         except SoundCloudError as exc:
             doing = "going public" if sharing == "public" else f"setting it {sharing}"
@@ -108,9 +116,9 @@ class Publisher(OnStage):
         self.store.update(track.id, done, note=f"late by {late_by}" if late_by else "")
         url = track.soundcloud.permalink_url or ""
         if public:
-            self.announce.released(track.title, url, late_by)
+            self.emit(Released(track_id=track.id, title=track.title, url=url, late_by=late_by))
         else:
-            self.announce.uploaded(track.title, url, None)
+            self.emit(Uploaded(track_id=track.id, title=track.title, url=url, public_at=None))
         self.sync(track.id)
 
     # --- keeping SoundCloud in line with the sidecar -------------------------------------------
@@ -139,7 +147,7 @@ class Publisher(OnStage):
                 # needs_login notification comes from whichever track is parked.
                 self._sync_failed(track_id, exc, login=True)
             else:
-                wait_for_user(self.store, self.announce, track_id, exc)
+                wait_for_user(self.store, self.events, track_id, exc)
             return
         except SoundCloudError as exc:
             self._sync_failed(track_id, exc)
@@ -254,10 +262,13 @@ class Publisher(OnStage):
 
             self.store.update(track_id, gave_up, note=message)
             log.error("%s: %s", track.title, message)
-            self.announce.failed(
-                track.title,
-                message,
-                f"fix the sidecar and save it, or: releaseosd retry {track.id}",
+            self.emit(
+                Failed(
+                    track_id=track.id,
+                    title=track.title,
+                    reason=message,
+                    fix_command=f"fix the sidecar and save it, or: releaseosd retry {track.id}",
+                )
             )
             return
         when = at(self.clock(), plan.delay_seconds)

@@ -11,9 +11,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from releaseosd.config import Config
+from releaseosd.events import ArtworkDropped, EventBus, Failed
 from releaseosd.retry import at, plan_for, plan_retry
 from releaseosd.states import State
 from releaseosd.store import Store
@@ -29,17 +30,6 @@ log = logging.getLogger("releaseosd.upload")
 ARTWORK_5XX_LIMIT = 3
 POLL_FIRST_SECONDS = 2.0
 POLL_MAX_SECONDS = 60.0
-
-
-class Announcer(Protocol):
-    """Tells the producer (notify.Notifier); returns whether a notification went out."""
-
-    def released(self, title: str, url: str, late_by: dt.timedelta | None = None) -> bool: ...
-    def uploaded(self, title: str, url: str | None, public_at: dt.datetime | None) -> bool: ...
-    def failed(self, title: str, reason: str, fix_command: str) -> bool: ...
-    def needs_login(self, problem: str | None = None) -> bool: ...
-    def artwork_dropped(self, title: str) -> bool: ...
-    def login_before_release(self, title: str, public_at: dt.datetime, problem: str) -> bool: ...
 
 
 Wake = Callable[[str, dt.datetime], None]
@@ -86,9 +76,10 @@ def upload_sharing(track: Track) -> str:
     return "private" if track.release_at is not None else target_sharing(track)
 
 
-def wait_for_user(store: Store, announce: Announcer, track_id: str, exc: Exception) -> None:
+def wait_for_user(store: Store, events: EventBus, track_id: str, exc: Exception) -> None:
     """Park a track in needs_login, remembering the state it waited in so it resumes there.
     One notification per episode, not one per track."""
+    from releaseosd.events import NeedsLogin as LoginNeeded
     from releaseosd.soundcloud.errors import NeedsLogin
 
     others_waiting = [t for t in store.in_states(State.NEEDS_LOGIN) if t.id != track_id]
@@ -101,7 +92,8 @@ def wait_for_user(store: Store, announce: Announcer, track_id: str, exc: Excepti
 
     store.update(track_id, park)
     if not others_waiting:
-        announce.needs_login(None if isinstance(exc, NeedsLogin) else str(exc))
+        problem = None if isinstance(exc, NeedsLogin) else str(exc)
+        events.emit(LoginNeeded(track_id=track_id, problem=problem))
 
 
 def _tagged(remote: dict[str, Any], digest: str) -> bool:
@@ -118,7 +110,7 @@ class Stage:
     config: Config
     store: Store
     client: Callable[[], SoundCloudClient]
-    announce: Announcer
+    events: EventBus
     wake: Wake
     clock: Callable[[], dt.datetime] = utcnow
     # Look at an export again (the ingest), when an upload finds it is not what was checked.
@@ -135,7 +127,8 @@ class OnStage:
         self.stage = stage
         self.store = stage.store
         self.client = stage.client
-        self.announce = stage.announce
+        self.events = stage.events
+        self.emit = stage.events.emit
         self.wake = stage.wake
         self.clock = stage.clock
         self.rng = stage.rng
@@ -174,7 +167,7 @@ class OnStage:
             )
             fix = fix or f"releaseosd retry {track.id}"
             log.error("%s: %s; giving up (%s)", track.title, message, fix)
-            self.announce.failed(track.title, message, fix)
+            self.emit(Failed(track_id=track.id, title=track.title, reason=message, fix_command=fix))
             return
         when = at(self.clock(), plan.delay_seconds)
 
@@ -209,7 +202,7 @@ class OnStage:
         try:
             self.client().update_track(track.soundcloud.urn, {"sharing": "private"})
         except NEEDS_USER as exc:
-            wait_for_user(self.store, self.announce, track.id, exc)
+            wait_for_user(self.store, self.events, track.id, exc)
             return False
         except SoundCloudError as exc:
             self.step_failed(track, exc, "making it private until its release time", quick=True)
@@ -275,7 +268,7 @@ class Uploader(OnStage):
         except AssetChanged as exc:
             self._rebuild(track, str(exc))
         except NEEDS_USER as exc:
-            wait_for_user(self.store, self.announce, track_id, exc)
+            wait_for_user(self.store, self.events, track_id, exc)
         except SoundCloudError as exc:
             self._failed_attempt(track_id, exc, posting)
         except Exception as exc:
@@ -465,7 +458,7 @@ class Uploader(OnStage):
             self._remote_vanished(track)
             return
         except NEEDS_USER as exc:
-            wait_for_user(self.store, self.announce, track_id, exc)
+            wait_for_user(self.store, self.events, track_id, exc)
             return
         except SoundCloudError as exc:
             self.step_failed(track, exc, "checking SoundCloud's processing", quick=True)
@@ -534,7 +527,14 @@ class Uploader(OnStage):
 
         self.store.update(track.id, reset, note=note)
         if plan.give_up:
-            self.announce.failed(track.title, note, f"releaseosd retry {track.id}")
+            self.emit(
+                Failed(
+                    track_id=track.id,
+                    title=track.title,
+                    reason=note,
+                    fix_command=f"releaseosd retry {track.id}",
+                )
+            )
         else:
             self.wake(track.id, when)
 
@@ -551,7 +551,14 @@ class Uploader(OnStage):
             self.store.transition(
                 track_id, State.FAILED, last_error=failure.message, attempts=track.attempts + 1
             )
-            self.announce.failed(track.title, failure.message, f"releaseosd retry {track.id}")
+            self.emit(
+                Failed(
+                    track_id=track.id,
+                    title=track.title,
+                    reason=failure.message,
+                    fix_command=f"releaseosd retry {track.id}",
+                )
+            )
             return
         cfg = self.config.uploads
         plan = plan_for(
@@ -591,10 +598,17 @@ class Uploader(OnStage):
                 "(add the artwork on soundcloud.com afterwards)",
                 track.title,
             )
-            self.announce.artwork_dropped(track.title)
+            self.emit(ArtworkDropped(track_id=track.id, title=track.title))
         if plan.give_up:
             log.error("%s: giving up after %d attempts: %s", track.title, plan.attempts, message)
-            self.announce.failed(track.title, message, f"releaseosd retry {track.id}")
+            self.emit(
+                Failed(
+                    track_id=track.id,
+                    title=track.title,
+                    reason=message,
+                    fix_command=f"releaseosd retry {track.id}",
+                )
+            )
         else:
             log.info(
                 "%s: attempt %d failed (%s); next try at %s",

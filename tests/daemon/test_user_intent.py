@@ -209,6 +209,7 @@ def test_upload_preview_sends_the_preview_as_built_not_the_export(
 
 def test_the_quota_check_counts_the_preview_as_built(tmp_path: Path) -> None:
     from releaseosd.config import Config
+    from releaseosd.events import EventBus
     from releaseosd.store import Store
     from releaseosd.track import Track
     from releaseosd.upload import Stage, Uploader
@@ -216,7 +217,7 @@ def test_the_quota_check_counts_the_preview_as_built(tmp_path: Path) -> None:
     preview = make_audio(tmp_path / "preview.mp3", seconds=2.5, codec="libmp3lame")
     store = Store.open(tmp_path / "state")
     try:
-        stage = Stage(Config(), store, client=lambda: None, announce=None, wake=None)  # type: ignore[arg-type]
+        stage = Stage(Config(), store, client=lambda: None, events=EventBus(), wake=None)  # type: ignore[arg-type]
         uploader = Uploader(stage, after_processed=lambda _id: None)
         teaser = Track(
             audio_path=str(tmp_path / "Teaser.wav"),

@@ -1,0 +1,70 @@
+"""A listener is one callable and one line of wiring: it hears every event of a real run, in
+the order things happened, and a listener that breaks does not break the run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from daemon_harness import (
+    ThreadedDaemon,
+    command,
+    in_state,
+    local,
+    make_audio,
+    wait_for,
+    write_config,
+)
+
+from releaseosd.events import Event, Released, TrackEvent, Uploaded
+from releaseosd.soundcloud.sandbox import Sandbox
+from releaseosd.states import State
+
+pytestmark = pytest.mark.usefixtures("runtime_dir")
+
+
+class Recorder:
+    """The whole listener: what a dashboard stream or a webhook would start from."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def __call__(self, event: Event) -> None:
+        self.events.append(event)
+
+
+def test_a_listener_hears_a_scheduled_track_from_upload_to_release_in_order(
+    tmp_path: Path, sandbox: Sandbox, token_store: Any
+) -> None:
+    config = write_config(tmp_path, sandbox.base_url)
+    exports, state = tmp_path / "exports", tmp_path / "state"
+    release_at = local(86400).replace(microsecond=0)
+    (exports / "Heard.yaml").write_text(
+        f"title: Heard\nsharing: public\nrelease_at: '{release_at.isoformat()}'\n"
+    )
+    make_audio(exports / "Heard.wav", freq=701)
+    recorder = Recorder()
+    daemon = ThreadedDaemon(config, token_store)
+
+    def broken(event: Event) -> None:
+        raise RuntimeError("a listener with a bug")
+
+    daemon.daemon.events.subscribe(broken)
+    daemon.daemon.events.subscribe(recorder)  # the wiring line
+    with daemon:
+        wait_for(lambda: in_state(state, "Heard", State.SCHEDULED), what="scheduled")
+        command(config, "release", track="Heard")  # now
+        released = wait_for(lambda: in_state(state, "Heard", State.RELEASED), what="released")
+        wait_for(lambda: any(isinstance(e, Released) for e in recorder.events), what="heard")
+    kinds = [type(e) for e in recorder.events if isinstance(e, TrackEvent)]
+    assert kinds == [Uploaded, Released], recorder.events
+    uploaded, went_public = recorder.events
+    assert isinstance(uploaded, Uploaded) and isinstance(went_public, Released)
+    assert uploaded.track_id == went_public.track_id == released.id
+    assert uploaded.public_at is not None and uploaded.public_at.timestamp() == pytest.approx(
+        release_at.timestamp()
+    )
+    assert went_public.url == released.soundcloud.permalink_url
+    assert uploaded.at <= went_public.at
+    assert len(sandbox.tracks()) == 1
