@@ -83,7 +83,9 @@ class Publisher(OnStage):
             return
         except SoundCloudError as exc:
             doing = "going public" if sharing == "public" else f"setting it {sharing}"
-            self.step_failed(track, exc, doing, fix=f"releaseosd release {track.id} --now")
+            self.step_failed(
+                track, exc, doing, "release", fix=f"releaseosd release {track.id} --now"
+            )
             return
 
         def shared(t: Track) -> None:
@@ -254,11 +256,13 @@ class Publisher(OnStage):
             self.rng,
         )
         message = f"SoundCloud is not up to date with the sidecar: {failure.message}"
+        now = self.clock()
         if plan.give_up:
 
             def gave_up(t: Track) -> None:
                 t.sync = None
                 t.last_error = message
+                t.met("sync", failure, now)
 
             self.store.update(track_id, gave_up, note=message)
             log.error("%s: %s", track.title, message)
@@ -278,10 +282,11 @@ class Publisher(OnStage):
             due_at=when,
             error=failure.message,
         )
-        self.store.update(
-            track_id,
-            lambda t: setattr(t, "sync", retrying),
-            note=f"sending to SoundCloud failed: {failure.message}",
-        )
+
+        def later(t: Track) -> None:
+            t.sync = retrying
+            t.met("sync", failure, now)
+
+        self.store.update(track_id, later, note=f"sending to SoundCloud failed: {failure.message}")
         log.warning("%s: %s; trying again at %s", track.title, message, when.isoformat())
         self.wake(track_id, when)

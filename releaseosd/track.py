@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from releaseosd.retry import Failure
 from releaseosd.states import REMOTE, State
 
 
@@ -55,6 +56,19 @@ class Retrying(BaseModel):
     offline_attempts: int = 0
     due_at: dt.datetime | None = None
     error: str | None = None
+
+
+class StepFailure(BaseModel):
+    """The last failure of a step that talks to SoundCloud, as a value: what kind it was (see
+    retry.Kind), SoundCloud's status, the message the producer sees, and when."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    step: str  # "upload", "processing", "release", "sync", ...
+    kind: str
+    message: str
+    status: int | None = None
+    at: dt.datetime
 
 
 class RemoteTrack(BaseModel):
@@ -131,11 +145,27 @@ class Track(BaseModel):
     retry: Retrying = Field(default_factory=Retrying)
     # Edits and playlists owed to SoundCloud once the track is up, and their retries.
     sync: Retrying | None = None
+    # The last failure of a remote step, and how many of each kind the track has met.
+    failure: StepFailure | None = None
+    failure_counts: dict[str, int] = Field(default_factory=dict)
     # Something the producer should act on before it bites (a login gone before a release).
     warning: str | None = None
     created_at: dt.datetime = Field(default_factory=utcnow)
     updated_at: dt.datetime = Field(default_factory=utcnow)
     history: list[HistoryEntry] = Field(default_factory=list)
+
+    def met(self, step: str, failure: Failure, when: dt.datetime) -> None:
+        """Record a failure of `step` on the track (kept apart from the history's notes, which
+        no decision ever reads)."""
+        self.failure = StepFailure(
+            step=step,
+            kind=failure.kind.value,
+            message=failure.message,
+            status=failure.status,
+            at=when,
+        )
+        kind = failure.kind.value
+        self.failure_counts = {**self.failure_counts, kind: self.failure_counts.get(kind, 0) + 1}
 
     @property
     def maybe_remote(self) -> bool:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from releaseosd.config import Config
 from releaseosd.events import ArtworkDropped, EventBus, Failed
-from releaseosd.retry import at, plan_for, plan_retry
+from releaseosd.retry import Failure, Kind, at, plan_for, plan_retry
 from releaseosd.states import State
 from releaseosd.store import Store
 from releaseosd.track import AudioStat, Retrying, Track, utcnow
@@ -89,6 +89,7 @@ def wait_for_user(store: Store, events: EventBus, track_id: str, exc: Exception)
             t.waited_in = t.state
         t.state = State.NEEDS_LOGIN
         t.last_error = str(exc)
+        t.met("login", Failure(Kind.NEEDS_USER, str(exc)), utcnow())
 
     store.update(track_id, park)
     if not others_waiting:
@@ -138,7 +139,13 @@ class OnStage:
         return self.stage.config
 
     def step_failed(
-        self, track: Track, exc: BaseException, doing: str, quick: bool = False, fix: str = ""
+        self,
+        track: Track,
+        exc: BaseException,
+        doing: str,
+        step: str,
+        quick: bool = False,
+        fix: str = "",
     ) -> None:
         """A remote step after the upload (a processing check, going private or public) failed:
         try again by the uploads' rules (backoff, Retry-After, rate limits and offline spells
@@ -161,10 +168,16 @@ class OnStage:
             self.rng,
         )
         message = f"{doing}: {failure.message}"
+        now = self.clock()
         if plan.give_up:
-            self.store.transition(
-                track.id, State.FAILED, last_error=message, retry=Retrying(error=message)
-            )
+
+            def gave_up(t: Track) -> None:
+                t.state = State.FAILED
+                t.last_error = message
+                t.retry = Retrying(error=message)
+                t.met(step, failure, now)
+
+            self.store.update(track.id, gave_up)
             fix = fix or f"releaseosd retry {track.id}"
             log.error("%s: %s; giving up (%s)", track.title, message, fix)
             self.emit(Failed(track_id=track.id, title=track.title, reason=message, fix_command=fix))
@@ -180,6 +193,7 @@ class OnStage:
             )
             t.next_attempt_at = when
             t.last_error = message
+            t.met(step, failure, now)
 
         self.store.update(track.id, later, note=f"{doing} failed: {failure.message}")
         log.warning("%s: %s; trying again at %s", track.title, message, when.isoformat())
@@ -205,7 +219,9 @@ class OnStage:
             wait_for_user(self.store, self.events, track.id, exc)
             return False
         except SoundCloudError as exc:
-            self.step_failed(track, exc, "making it private until its release time", quick=True)
+            self.step_failed(
+                track, exc, "making it private until its release time", "make-private", quick=True
+            )
             return False
 
         def hidden(t: Track) -> None:
@@ -461,7 +477,9 @@ class Uploader(OnStage):
             wait_for_user(self.store, self.events, track_id, exc)
             return
         except SoundCloudError as exc:
-            self.step_failed(track, exc, "checking SoundCloud's processing", quick=True)
+            self.step_failed(
+                track, exc, "checking SoundCloud's processing", "processing", quick=True
+            )
             return
         state = remote.get("state")
         if state in (None, "finished"):
@@ -489,7 +507,12 @@ class Uploader(OnStage):
             self.client().delete_track(urn)
         except SoundCloudError as exc:
             log.warning("%s: could not delete failed upload %s (%s)", track.title, urn, exc)
-            self.step_failed(track, exc, f"deleting {urn}, which SoundCloud could not process")
+            self.step_failed(
+                track,
+                exc,
+                f"deleting {urn}, which SoundCloud could not process",
+                "delete-unprocessed",
+            )
             return
         self._back_to_ready(
             track, f"SoundCloud could not process {urn}; deleted it to upload again"
@@ -547,10 +570,16 @@ class Uploader(OnStage):
         if track is None:
             return
         failure = failure_of(exc)
+        now = self.clock()
         if not failure.transient:
-            self.store.transition(
-                track_id, State.FAILED, last_error=failure.message, attempts=track.attempts + 1
-            )
+
+            def refused(t: Track) -> None:
+                t.state = State.FAILED
+                t.last_error = failure.message
+                t.attempts = track.attempts + 1
+                t.met("upload", failure, now)
+
+            self.store.update(track_id, refused)
             self.emit(
                 Failed(
                     track_id=track.id,
@@ -590,6 +619,7 @@ class Uploader(OnStage):
             t.state = State.FAILED if plan.give_up else State.READY
             t.artwork_5xx = 0 if drop_artwork else streak
             t.without_artwork = t.without_artwork or drop_artwork
+            t.met("upload", failure, now)
 
         self.store.update(track_id, retry, note=f"attempt failed: {message}")
         if drop_artwork:

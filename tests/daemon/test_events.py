@@ -68,3 +68,32 @@ def test_a_listener_hears_a_scheduled_track_from_upload_to_release_in_order(
     assert went_public.url == released.soundcloud.permalink_url
     assert uploaded.at <= went_public.at
     assert len(sandbox.tracks()) == 1
+
+
+def test_failures_are_values_on_the_record_counted_by_kind(
+    tmp_path: Path, sandbox: Sandbox, token_store: Any
+) -> None:
+    """A 429 and a 503 on the upload, then a 503 going public: each is on the record as kind,
+    status and step (no decision reads the history's wording)."""
+    sandbox.faults.push(429, retry_after=1, match="POST /tracks")
+    sandbox.faults.push(503, match="POST /tracks")
+    sandbox.faults.push(503, match="PUT /tracks/{track_urn}")
+    config = write_config(tmp_path, sandbox.base_url)
+    exports, state = tmp_path / "exports", tmp_path / "state"
+    release_at = local(86400).replace(microsecond=0)
+    (exports / "Bumpy.yaml").write_text(
+        f"title: Bumpy\nsharing: public\nrelease_at: '{release_at.isoformat()}'\n"
+    )
+    make_audio(exports / "Bumpy.wav", freq=702)
+    with ThreadedDaemon(config, token_store):
+        wait_for(lambda: in_state(state, "Bumpy", State.SCHEDULED), what="scheduled")
+        command(config, "release", track="Bumpy")
+        done = wait_for(lambda: in_state(state, "Bumpy", State.RELEASED), what="released")
+    assert done.failure_counts == {"rate-limited": 1, "retryable": 2}, done.failure_counts
+    assert done.failure is not None
+    assert (done.failure.step, done.failure.kind, done.failure.status) == (
+        "release",
+        "retryable",
+        503,
+    )
+    assert done.failure.message in "\n".join(h.note for h in done.history)
