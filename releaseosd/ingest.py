@@ -597,13 +597,19 @@ class Ingest:
 
                 self.store.update(track_id, same)
                 return
+            # The record keeps the stat of the file as it now is (hashed just now): a restart
+            # does not read it again, and a moved folder is followed with it.
             if track.local_change and track.local_change.get("sha256") == sha:
+                self.store.update(track_id, lambda t: setattr(t, "audio_stat", stat))
                 return
             change = {"sha256": sha, "seen_at": utcnow().isoformat(), "path": str(path)}
+
+            def changed(t: Track) -> None:
+                t.local_change = change
+                t.audio_stat = stat
+
             self.store.update(
-                track_id,
-                lambda t: setattr(t, "local_change", change),
-                note="re-exported with new audio after upload; not uploaded again",
+                track_id, changed, note="re-exported with new audio after upload; not uploaded again"
             )
         log.warning(
             "%s: re-exported with different audio after '%s' was uploaded; the upload is kept "

@@ -118,3 +118,30 @@ def test_an_export_deleted_while_it_is_built_says_it_is_gone(
         audio.write_bytes(kept)
         wait_for(lambda: in_state(state, "Brief", State.RELEASED), what="back and released")
     assert len(read_tracks(state)) == 1 and len(sandbox.tracks()) == 1
+
+
+def test_a_track_re_exported_after_upload_follows_its_folder_when_it_moves(
+    tmp_path: Path, sandbox: Sandbox, token_store: Any
+) -> None:
+    """Seed 7: the record knew only the stat of the audio it uploaded, so once the export was
+    re-exported (reported, not uploaded) a moved folder made the file a new track."""
+    config = write_config(tmp_path, sandbox.base_url)
+    exports, state = tmp_path / "exports", tmp_path / "state"
+    session = exports / "Session"
+    session.mkdir()
+    (session / "Second Mix.yaml").write_text("title: Second Mix\nsharing: public\n")
+    make_audio(session / "Second Mix.wav", freq=724)
+    with ThreadedDaemon(config, token_store):
+        first = wait_for(lambda: in_state(state, "Second Mix", State.RELEASED), what="released")
+        make_audio(session / "Second Mix.wav", freq=725)
+        wait_for(lambda: (t := read_tracks(state)[0]).local_change and t, what="reported")
+        session.rename(exports / "Final")
+        moved = wait_for(
+            lambda: (
+                (t := read_tracks(state)[0]).audio_path.startswith(str(exports / "Final")) and t
+            ),
+            what="the record following its file",
+        )
+        assert eventually(lambda: len(read_tracks(state)) > 1, timeout=3) is None, dump(state)
+    assert moved.id == first.id and moved.local_change is not None
+    assert len(sandbox.tracks()) == 1
