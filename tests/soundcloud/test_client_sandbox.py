@@ -18,12 +18,14 @@ from releaseosd.config import SoundCloudConfig
 from releaseosd.soundcloud import client as client_module
 from releaseosd.soundcloud.client import SoundCloudClient, TrackFields
 from releaseosd.soundcloud.errors import (
+    ARTWORK_5XX_LIMIT,
     NeedsLogin,
     Permanent,
     QuotaExhausted,
     RateLimited,
     Retryable,
     UploadNotPermitted,
+    artwork_5xx_streak,
     should_drop_artwork,
 )
 from releaseosd.soundcloud.sandbox import Quota, RecordedRequest, Sandbox
@@ -305,11 +307,13 @@ def test_failures_seen_in_the_wild(
 def test_artwork_fallback(sc: Connected, sandbox: Sandbox, audio: Path, artwork: Path) -> None:
     sandbox.faults.update(artwork_fails=True)
     statuses: list[int | None] = []
-    while not should_drop_artwork(statuses):
+    streak = 0
+    while not should_drop_artwork(streak):
         with pytest.raises(Retryable) as failed:
             sc.client.upload_track(audio, FIELDS, artwork, check_quota=False)
         statuses.append(failed.value.status)
-    assert statuses == [500, 500]
+        streak = artwork_5xx_streak(streak, failed.value.status)
+    assert statuses == [500] * ARTWORK_5XX_LIMIT
     track = sc.client.upload_track(audio, FIELDS, None, check_quota=False)
     assert sandbox.upload_of(track["urn"]).artwork is None
 
