@@ -25,7 +25,7 @@ from releaseosd.track import Track, utcnow
 
 if TYPE_CHECKING:
     from releaseosd.sidecar import Sidecar
-    from releaseosd.soundcloud.client import Progress, SoundCloudClient, TrackFields
+    from releaseosd.soundcloud.client import SoundCloudClient
     from releaseosd.soundcloud.tokens import TokenStore
 
 EXIT_OK = 0
@@ -173,33 +173,6 @@ class _Inline(Executor):
         except BaseException as exc:
             future.set_exception(exc)
         return future
-
-
-def _reporting_client(
-    config: Config, tokens: TokenStore | None, report: Progress
-) -> SoundCloudClient:
-    """The daemon's client, with the progress bar added to each upload the Uploader makes."""
-    import httpx
-
-    from releaseosd.soundcloud.client import SoundCloudClient
-    from releaseosd.soundcloud.tokens import TokenManager, TokenStore
-
-    class Reporting(SoundCloudClient):
-        def upload_track(
-            self,
-            audio: Path,
-            fields: TrackFields,
-            artwork: Path | None = None,
-            progress: Progress | None = None,
-            **kwargs: Any,
-        ) -> dict[str, Any]:
-            return super().upload_track(audio, fields, artwork, progress or report, **kwargs)
-
-    http = httpx.Client(timeout=30)
-    manager = TokenManager(
-        tokens or TokenStore(), config.soundcloud, http, state_dir=config.state_dir
-    )
-    return Reporting(config.soundcloud, manager)
 
 
 # --- the command ------------------------------------------------------------------------------------
@@ -392,7 +365,9 @@ def run_upload(
     def get_client() -> SoundCloudClient:
         nonlocal client
         if client is None:
-            client = _reporting_client(config, tokens, bar)
+            from releaseosd.soundcloud.client import connect
+
+            client = connect(config.soundcloud, tokens, state_dir=config.state_dir, progress=bar)
         return client
 
     try:

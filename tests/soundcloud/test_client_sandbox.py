@@ -16,7 +16,7 @@ from keyring_fixtures import plaintext_keyring
 
 from releaseosd.config import SoundCloudConfig
 from releaseosd.soundcloud import client as client_module
-from releaseosd.soundcloud.client import SoundCloudClient, TrackFields
+from releaseosd.soundcloud.client import SoundCloudClient, TrackFields, connect
 from releaseosd.soundcloud.errors import (
     ARTWORK_5XX_LIMIT,
     NeedsLogin,
@@ -334,3 +334,23 @@ def test_sign_out(sc: Connected, sandbox: Sandbox, spec_checker: SpecChecker) ->
     assert sc.client.sign_out(tokens.access_token) is True
     [rec] = [r for r in sc.recorded() if r.path == "/sign-out"]
     assert spec_checker(rec) == []
+
+
+def test_connect_reports_every_uploads_progress_and_closes_what_it_opened(
+    sc: Connected, sandbox: Sandbox, audio: Path
+) -> None:
+    """`connect` is how the daemon, `releaseosd upload` and `auth status` reach SoundCloud: one
+    HTTP client for tokens and API calls, closed with the client; `progress=` hears each upload
+    whose caller passes no callback of its own."""
+    seen: list[tuple[int, int]] = []
+    client = connect(sc.config, sc.store, progress=lambda sent, total: seen.append((sent, total)))
+    with client:
+        assert client.me()["username"]
+        client.upload_track(audio, FIELDS, check_quota=False)
+        size = audio.stat().st_size
+        assert seen and seen[-1][0] == seen[-1][1] > size  # the whole body, the audio in it
+        own: list[tuple[int, int]] = []
+        client.upload_track(audio, FIELDS, progress=lambda s, t: own.append((s, t)))
+        assert own and seen[-1][0] == seen[-1][1]
+        assert len([s for s in seen if s[0] == s[1]]) == 1  # the second went to its own callback
+    assert client._http.is_closed
