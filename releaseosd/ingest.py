@@ -29,8 +29,8 @@ from releaseosd.sidecar import (
     MAX_SIDECAR_BYTES,
     SIDECAR_SUFFIXES,
     Sidecar,
-    folder_defaults_for,
-    load_sidecar,
+    load_track_sidecar,
+    sidecar_files,
     sidecar_for,
 )
 from releaseosd.states import State, TransitionError
@@ -151,21 +151,13 @@ class Ingest:
 
     # --- audio ---------------------------------------------------------------------------------
 
-    def watch_root_for(self, path: Path) -> Path | None:
-        return self.config.watch_root_of(path)
-
     def _sidecar_root(self, audio: Path) -> Path:
-        """The folder a sidecar's artwork must stay inside, never none: a folder dropped from the
-        config by a reload leaves its tracks bound to the root they were found in."""
-        root = self.watch_root_for(audio)
-        if root is not None:
-            return root
-        track = self.store.by_audio_path(audio.absolute())
-        if track is not None and track.watch_root:
-            recorded = Path(track.watch_root)
-            if audio.absolute().is_relative_to(recorded):
-                return recorded
-        return audio.parent.resolve()
+        """The folder this export's sidecar, artwork and links must stay inside (see
+        Config.root_for), with the root its track was found in."""
+        if self.config.watch_root_of(audio) is None:
+            track = self.store.by_audio_path(audio.absolute())
+            return self.config.root_for(audio, track.watch_root if track is not None else None)
+        return self.config.root_for(audio)
 
     def recheck(self, path: Path) -> None:
         """`releaseosd retry` on an invalid or waiting track: look at the export again even if
@@ -448,7 +440,7 @@ class Ingest:
         return None
 
     def _moved_to(self, path: Path) -> Callable[[Track], None]:
-        root = str(self.watch_root_for(path) or path.parent)
+        root = str(self.config.root_for(path))
 
         def move(track: Track) -> None:
             track.audio_path = str(path)
@@ -652,7 +644,7 @@ class Ingest:
         return Track(
             audio_path=str(path),
             title=path.stem,
-            watch_root=str(self.watch_root_for(path) or path.parent),
+            watch_root=str(self.config.root_for(path)),
             **fields,
         )
 
@@ -667,15 +659,12 @@ class Ingest:
     def read_sidecar(self, audio: Path, unless: str | None = None) -> SidecarRead:
         """The audio's sidecar files, parsed, unless their digest is `unless` (then only the
         digest is read: nothing changed)."""
-        own = sidecar_for(audio)
-        defaults = folder_defaults_for(audio.parent)
-        digest = sidecar_digest(own, defaults)
-        if (own is None and defaults is None) or (unless is not None and digest == unless):
+        files = sidecar_files(audio)
+        digest = sidecar_digest(*files)
+        if digest is None or (unless is not None and digest == unless):
             return SidecarRead(None, None, digest)
         try:
-            sidecar = load_sidecar(
-                own, watch_root=self._sidecar_root(audio), folder_defaults=defaults
-            )
+            sidecar = load_track_sidecar(audio, self._sidecar_root(audio), files=files)
         except FileProblems as exc:
             return SidecarRead(None, str(exc), digest)
         return SidecarRead(sidecar, None, digest)

@@ -181,16 +181,10 @@ class _Inline(Executor):
 def _load_sidecar(
     config: Config, audio: Path, explicit: Path | None, at: dt.datetime | None
 ) -> tuple[Sidecar, Path]:
-    from releaseosd.sidecar import Sidecar, folder_defaults_for, load_sidecar, sidecar_for
+    from releaseosd.sidecar import Sidecar, load_track_sidecar
 
-    root = config.watch_root_of(audio) or audio.parent.resolve()
-    own = explicit or sidecar_for(audio)
-    defaults = folder_defaults_for(audio.parent)
-    sidecar = (
-        load_sidecar(own, watch_root=root, folder_defaults=defaults)
-        if own or defaults
-        else Sidecar()
-    )
+    root = config.root_for(audio)
+    sidecar = load_track_sidecar(audio, root, explicit) or Sidecar()
     if at is not None:
         # Only what the producer wrote: a release_date derived from the time --at replaces is
         # derived again.
