@@ -232,6 +232,7 @@ class Daemon:
                 client=self.client,
                 hold=scheduler.holding,
             ),
+            state_dir=config.state_dir,
         )
         control = ControlServer(
             config.state_dir, commands, extra={"reload": lambda _body: self.request_reload()}

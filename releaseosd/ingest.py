@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -35,7 +34,15 @@ from releaseosd.sidecar import (
 )
 from releaseosd.states import State, TransitionError
 from releaseosd.store import Store
-from releaseosd.track import ARTWORK_STALE, AudioStat, Retrying, Track, utcnow
+from releaseosd.track import (
+    ARTWORK_STALE,
+    AudioStat,
+    Retrying,
+    Track,
+    built_dir,
+    remove_built_files,
+    utcnow,
+)
 from releaseosd.watcher import AUDIO_SUFFIXES, LOSSLESS_SUFFIXES, is_audio
 from releaseosd.yamlfile import FileProblems
 
@@ -128,7 +135,7 @@ class Ingest:
             if track.duplicate_of:
                 # A refused copy deleted, as its message asked: nothing is left to show.
                 self.store.delete(track.id)
-                remove_built_files(self.config, track.id)
+                remove_built_files(self.config.state_dir, track.id)
                 log.info("%s: the refused copy is gone", path)
                 return
             if track.on_soundcloud:
@@ -691,7 +698,7 @@ class Ingest:
         from releaseosd.media.probe import AudioProblem
 
         config = self.config  # one config for the whole build, even if a reload swaps it
-        out_dir = config.state_dir / "tracks" / track_id
+        out_dir = built_dir(config.state_dir, track_id)
         for _ in range(3):
             try:
                 out_dir.mkdir(parents=True, exist_ok=True)
@@ -799,7 +806,7 @@ class Ingest:
 
         self.store.update(twin.id, follow, note=f"moved (found again as {path.name})")
         self.store.delete(stray.id)
-        remove_built_files(self.config, stray.id)
+        remove_built_files(self.config.state_dir, stray.id)
         moved = self.store.get(twin.id)
         if moved is not None:
             self._sidecar_changed(moved, path, self.read_sidecar(path))
@@ -848,10 +855,6 @@ def probe_dict(info: Any) -> dict[str, Any]:
     """A probe result as the store keeps it (plain JSON values)."""
     data = asdict(info)
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in data.items()}
-
-
-def remove_built_files(config: Config, track_id: str) -> None:
-    shutil.rmtree(config.state_dir / "tracks" / track_id, ignore_errors=True)
 
 
 __all__ = ["Ingest", "twin_message"]

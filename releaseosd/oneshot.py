@@ -233,9 +233,9 @@ def _build(
     audio as another track is refused the way the daemon refuses it."""
     import os
 
-    from releaseosd.ingest import Ingest, remove_built_files
+    from releaseosd.ingest import Ingest
     from releaseosd.media.probe import probe
-    from releaseosd.track import AudioStat
+    from releaseosd.track import AudioStat, remove_built_files
 
     info = probe(audio)  # AudioProblem: an unfinished or broken file; the caller reports it
     stat = AudioStat.of(os.stat(audio))
@@ -256,7 +256,7 @@ def _build(
     if twin is not None:
         if is_new:
             store.delete(built.id)
-            remove_built_files(config, built.id)
+            remove_built_files(config.state_dir, built.id)
         if twin.soundcloud.urn or twin.state in REMOTE:
             raise _already_uploaded(audio, twin)
         raise UploadRefused(
