@@ -12,7 +12,7 @@ import logging
 import os
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +42,6 @@ class Hooks:
     client: Callable[[], SoundCloudClient] | None = None
     # Keeps the scheduler off a track while a command changes it (no upload or release races it).
     hold: Callable[[str], AbstractContextManager[None]] = lambda _id: contextlib.nullcontext()
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def resolve(store: Store, ref: str) -> Track:

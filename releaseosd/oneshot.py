@@ -110,7 +110,6 @@ class ProgressBar:
         self._next_quarter = 0
         self._width = 0
         self._sent = 0
-        self.finished = False
 
     def __call__(self, sent: int, total: int) -> None:
         now = self.clock()
@@ -135,7 +134,6 @@ class ProgressBar:
                 self.stream.write(progress_line(sent, total, elapsed) + "\n")
                 self.stream.flush()
                 self._next_quarter = quarter + 1
-        self.finished = done
 
 
 # --- composing the daemon's stages ------------------------------------------------------------------

@@ -284,12 +284,6 @@ def load_track_sidecar(
     return load_sidecar(own, watch_root=watch_root, folder_defaults=defaults)
 
 
-def is_sidecar_name(path: Path) -> bool:
-    return (
-        path.suffix.lower() in SIDECAR_SUFFIXES and path.name.lower() not in FOLDER_DEFAULTS_NAMES
-    )
-
-
 def _load_one(path: Path, watch_root: Path | None) -> tuple[dict[str, Any], LineMap]:
     if watch_root is not None:
         real = path.resolve()

@@ -30,7 +30,6 @@ from releaseosd.soundcloud.errors import (
     AssetChanged,
     NotFound,
     Permanent,
-    ProcessingTimeout,
     QuotaExhausted,
     RateLimited,
     Retryable,
@@ -569,36 +568,6 @@ class SoundCloudClient:
             raise Retryable(f"reading track {urn}: SoundCloud's answer is not a track")
         return data
 
-    def wait_processed(
-        self,
-        urn: str,
-        *,
-        initial: dict[str, Any] | None = None,
-        timeout: float = 900.0,
-        interval: float = 5.0,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> dict[str, Any]:
-        """Poll until the track's `state` is finished; a track without `state` is final."""
-        deadline = clock() + timeout
-        track = initial if initial is not None else self.get_track(urn)
-        while True:
-            state = track.get("state")
-            if state is None or state == "finished":
-                return track
-            if state == "failed":
-                raise Permanent(
-                    f"SoundCloud could not process track {urn} (state 'failed'); the file may be "
-                    "damaged or in an unsupported format",
-                    status=None,
-                )
-            if clock() >= deadline:
-                raise ProcessingTimeout(
-                    f"track {urn} is still '{state}' after {timeout:.0f} s; will check again later"
-                )
-            sleep(interval)
-            track = self.get_track(urn)
-
     def update_track(self, urn: str, changes: dict[str, Any]) -> dict[str, Any]:
         """PUT /tracks/{urn} with JSON {"track": changes} (TrackMetadataRequest's fields only)."""
         unknown = sorted(set(changes) - TRACK_UPDATE_FIELDS)
@@ -618,9 +587,6 @@ class SoundCloudClient:
         except NotFound:
             return False
         return True
-
-    def my_tracks(self) -> list[dict[str, Any]]:
-        return list(self._paged("/me/tracks", "listing your SoundCloud tracks", {}))
 
     def copies_of(self, digests: list[str]) -> list[dict[str, Any]]:
         """The user's tracks whose machine tag names any of these digests (an upload that reached
@@ -705,23 +671,6 @@ class SoundCloudClient:
             ),
             None,
         )
-
-    def ensure_in_playlist(
-        self, title: str, track_urn: str, sharing: Sharing = "private"
-    ) -> dict[str, Any]:
-        """Add the track to the user's playlist with this title, creating it if there is none."""
-        with self._playlist_lock:
-            existing = next(
-                (
-                    p
-                    for p in self.my_playlists()
-                    if str(p.get("title", "")).strip() == title.strip()
-                ),
-                None,
-            )
-            if existing is None or not existing.get("urn"):
-                return self.create_playlist(title, sharing, [track_urn])
-        return self.add_to_playlist(str(existing["urn"]), track_urn)
 
 
 def connect(

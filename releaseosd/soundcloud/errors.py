@@ -65,10 +65,6 @@ class RateLimited(Retryable):
     """429: back off, for `retry_after` seconds when SoundCloud says how long."""
 
 
-class ProcessingTimeout(Retryable):
-    """SoundCloud accepted the upload but has not finished processing it yet."""
-
-
 class AssetChanged(SoundCloudError):
     """The file being uploaded is not the one that was checked (it changed on disk before or
     while it was sent); the request was cut off before its last byte, so SoundCloud created
@@ -99,10 +95,6 @@ class UploadNotPermitted(Permanent):
 
 class NeedsLogin(SoundCloudError):
     """No usable tokens: the user has to log in again (refresh rejected, never logged in, …)."""
-
-
-# The brief's name for the same condition; one class so `except` clauses cannot disagree.
-AuthExpired = NeedsLogin
 
 
 class LoginFailed(SoundCloudError):
