@@ -144,16 +144,13 @@ def validate(obj: Context, paths: tuple[Path, ...]) -> None:
 
 
 def _watch_root_for(obj: Context, file: Path) -> Path | None:
+    """The watched folder a sidecar given to `validate` lies in (its artwork must stay there),
+    or None; a config that does not load leaves it unbounded."""
     try:
-        folders = obj.config.watch
+        config = obj.config
     except SystemExit:
         return None
-    resolved = file.resolve()
-    for folder in folders:
-        root = folder.path.resolve()
-        if resolved.is_relative_to(root):
-            return root
-    return None
+    return config.watch_root_of(file)
 
 
 # --- config ------------------------------------------------------------------------------------
@@ -316,18 +313,12 @@ def build(obj: Context, file: Path, sidecar: Path | None, out: Path) -> None:
     """
     from releaseosd.media.build import build_assets
     from releaseosd.media.probe import AudioProblem
-    from releaseosd.sidecar import Sidecar, folder_defaults_for, load_sidecar, sidecar_for
+    from releaseosd.sidecar import Sidecar, load_track_sidecar
     from releaseosd.yamlfile import FileProblems
 
     config = obj.config
     try:
-        own = sidecar or sidecar_for(file)
-        defaults = folder_defaults_for(file.parent)
-        meta = (
-            load_sidecar(own, watch_root=file.resolve().parent, folder_defaults=defaults)
-            if own or defaults
-            else Sidecar()
-        )
+        meta = load_track_sidecar(file, config.root_for(file), sidecar) or Sidecar()
         out.mkdir(parents=True, exist_ok=True)
         built = build_assets(file, meta, config, out)
     except FileProblems as exc:

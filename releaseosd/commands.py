@@ -12,14 +12,15 @@ import logging
 import os
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from releaseosd.localtime import shown
 from releaseosd.metadata import release_date, stored_sidecar
 from releaseosd.states import State
 from releaseosd.store import Store
-from releaseosd.track import AudioStat, Retrying, Track, status_rows, utcnow
+from releaseosd.track import AudioStat, Retrying, Track, remove_built_files, status_rows, utcnow
 
 if TYPE_CHECKING:
     from releaseosd.soundcloud.client import SoundCloudClient
@@ -41,7 +42,6 @@ class Hooks:
     client: Callable[[], SoundCloudClient] | None = None
     # Keeps the scheduler off a track while a command changes it (no upload or release races it).
     hold: Callable[[str], AbstractContextManager[None]] = lambda _id: contextlib.nullcontext()
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def resolve(store: Store, ref: str) -> Track:
@@ -67,11 +67,17 @@ def describe(track: Track) -> str:
 
 class Commands:
     def __init__(
-        self, store: Store, hooks: Hooks | None = None, clock: Callable[[], dt.datetime] = utcnow
+        self,
+        store: Store,
+        hooks: Hooks | None = None,
+        clock: Callable[[], dt.datetime] = utcnow,
+        *,
+        state_dir: Path | None = None,
     ) -> None:
         self.store = store
         self.hooks = hooks or Hooks()
         self.clock = clock
+        self.state_dir = state_dir  # where the tracks' built files are (None: none to delete)
 
     def status(self) -> list[dict[str, Any]]:
         return status_rows(self.store.all())
@@ -183,6 +189,9 @@ class Commands:
                     t.audio_stat = AudioStat.of(os.stat(t.audio_path))
 
             self.store.update(track.id, removed, note="removed by the user" + said)
+        if self.state_dir is not None:
+            # Its preview and artwork go with it: nothing builds or uploads a removed track.
+            remove_built_files(self.state_dir, track.id)
         return f"{describe(track)}: removed{said}"
 
     def _delete_remote(self, track: Track) -> str:

@@ -212,6 +212,20 @@ class Config(StrictModel):
                 return root
         return None
 
+    def root_for(self, path: Path, recorded: str | None = None) -> Path:
+        """The folder an export's sidecar, artwork and links must stay inside, never none: its
+        watched folder; else the root its track was `recorded` with, while it lies there (a
+        folder dropped from the config by a reload keeps bounding the tracks found in it); else
+        (`releaseosd upload` or `build` of a file outside every watched folder) its own folder.
+        """
+        root = self.watch_root_of(path)
+        if root is not None:
+            return root
+        absolute = path.absolute()
+        if recorded and absolute.is_relative_to(recorded):
+            return Path(recorded)
+        return absolute.parent.resolve()
+
 
 def outside_its_root(path: Path, root: Path) -> str | None:
     """Why an export must not be read, or None: a symlink (or a hard path through one) that

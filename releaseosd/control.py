@@ -450,7 +450,7 @@ def direct(config: Config) -> Iterator[Commands]:
     lock.acquire("cli")
     store = Store.open(config.state_dir)
     try:
-        yield Commands(store)
+        yield Commands(store, state_dir=config.state_dir)
     finally:
         store.close()
         lock.release()

@@ -105,17 +105,11 @@ class Daemon:
     def client(self) -> SoundCloudClient:
         with self._client_lock:
             if self._client is None:
-                import httpx
+                from releaseosd.soundcloud.client import connect
 
-                from releaseosd.soundcloud.client import SoundCloudClient
-                from releaseosd.soundcloud.tokens import TokenManager, TokenStore
-
-                store = self._token_store or TokenStore()
-                http = httpx.Client(timeout=30)
-                manager = TokenManager(
-                    store, self.config.soundcloud, http, state_dir=self.config.state_dir
+                self._client = connect(
+                    self.config.soundcloud, self._token_store, state_dir=self.config.state_dir
                 )
-                self._client = SoundCloudClient(self.config.soundcloud, manager)
             return self._client
 
     def _login_outlook(self) -> LoginOutlook:
@@ -246,6 +240,7 @@ class Daemon:
                 client=self.client,
                 hold=scheduler.holding,
             ),
+            state_dir=config.state_dir,
         )
         control = ControlServer(
             config.state_dir, commands, extra={"reload": lambda _body: self.request_reload()}

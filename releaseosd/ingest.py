@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -29,13 +28,21 @@ from releaseosd.sidecar import (
     MAX_SIDECAR_BYTES,
     SIDECAR_SUFFIXES,
     Sidecar,
-    folder_defaults_for,
-    load_sidecar,
+    load_track_sidecar,
+    sidecar_files,
     sidecar_for,
 )
 from releaseosd.states import State, TransitionError
 from releaseosd.store import Store
-from releaseosd.track import ARTWORK_STALE, AudioStat, Retrying, Track, utcnow
+from releaseosd.track import (
+    ARTWORK_STALE,
+    AudioStat,
+    Retrying,
+    Track,
+    built_dir,
+    remove_built_files,
+    utcnow,
+)
 from releaseosd.watcher import AUDIO_SUFFIXES, LOSSLESS_SUFFIXES, is_audio
 from releaseosd.yamlfile import FileProblems
 
@@ -141,7 +148,7 @@ class Ingest:
             if track.duplicate_of:
                 # A refused copy deleted, as its message asked: nothing is left to show.
                 self.store.delete(track.id)
-                remove_built_files(self.config, track.id)
+                remove_built_files(self.config.state_dir, track.id)
                 log.info("%s: the refused copy is gone", path)
                 return
             if track.on_soundcloud:
@@ -164,21 +171,13 @@ class Ingest:
 
     # --- audio ---------------------------------------------------------------------------------
 
-    def watch_root_for(self, path: Path) -> Path | None:
-        return self.config.watch_root_of(path)
-
     def _sidecar_root(self, audio: Path) -> Path:
-        """The folder a sidecar's artwork must stay inside, never none: a folder dropped from the
-        config by a reload leaves its tracks bound to the root they were found in."""
-        root = self.watch_root_for(audio)
-        if root is not None:
-            return root
-        track = self.store.by_audio_path(audio.absolute())
-        if track is not None and track.watch_root:
-            recorded = Path(track.watch_root)
-            if audio.absolute().is_relative_to(recorded):
-                return recorded
-        return audio.parent.resolve()
+        """The folder this export's sidecar, artwork and links must stay inside (see
+        Config.root_for), with the root its track was found in."""
+        if self.config.watch_root_of(audio) is None:
+            track = self.store.by_audio_path(audio.absolute())
+            return self.config.root_for(audio, track.watch_root if track is not None else None)
+        return self.config.root_for(audio)
 
     def recheck(self, path: Path) -> None:
         """`releaseosd retry` on an invalid or waiting track: look at the export again even if
@@ -459,7 +458,7 @@ class Ingest:
         return None
 
     def _moved_to(self, path: Path) -> Callable[[Track], None]:
-        root = str(self.watch_root_for(path) or path.parent)
+        root = str(self.config.root_for(path))
 
         def move(track: Track) -> None:
             track.audio_path = str(path)
@@ -671,7 +670,7 @@ class Ingest:
         return Track(
             audio_path=str(path),
             title=path.stem,
-            watch_root=str(self.watch_root_for(path) or path.parent),
+            watch_root=str(self.config.root_for(path)),
             **fields,
         )
 
@@ -686,15 +685,12 @@ class Ingest:
     def read_sidecar(self, audio: Path, unless: str | None = None) -> SidecarRead:
         """The audio's sidecar files, parsed, unless their digest is `unless` (then only the
         digest is read: nothing changed)."""
-        own = sidecar_for(audio)
-        defaults = folder_defaults_for(audio.parent)
-        digest = sidecar_digest(own, defaults)
-        if (own is None and defaults is None) or (unless is not None and digest == unless):
+        files = sidecar_files(audio)
+        digest = sidecar_digest(*files)
+        if digest is None or (unless is not None and digest == unless):
             return SidecarRead(None, None, digest)
         try:
-            sidecar = load_sidecar(
-                own, watch_root=self._sidecar_root(audio), folder_defaults=defaults
-            )
+            sidecar = load_track_sidecar(audio, self._sidecar_root(audio), files=files)
         except FileProblems as exc:
             return SidecarRead(None, str(exc), digest)
         return SidecarRead(sidecar, None, digest)
@@ -721,7 +717,7 @@ class Ingest:
         from releaseosd.media.probe import AudioProblem
 
         config = self.config  # one config for the whole build, even if a reload swaps it
-        out_dir = config.state_dir / "tracks" / track_id
+        out_dir = built_dir(config.state_dir, track_id)
         for _ in range(3):
             try:
                 out_dir.mkdir(parents=True, exist_ok=True)
@@ -831,7 +827,7 @@ class Ingest:
 
         self.store.update(twin.id, follow, note=f"moved (found again as {path.name})")
         self.store.delete(stray.id)
-        remove_built_files(self.config, stray.id)
+        remove_built_files(self.config.state_dir, stray.id)
         moved = self.store.get(twin.id)
         if moved is not None:
             self._sidecar_changed(moved, path, self.read_sidecar(path))
@@ -906,10 +902,6 @@ def probe_dict(info: Any) -> dict[str, Any]:
     """A probe result as the store keeps it (plain JSON values)."""
     data = asdict(info)
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in data.items()}
-
-
-def remove_built_files(config: Config, track_id: str) -> None:
-    shutil.rmtree(config.state_dir / "tracks" / track_id, ignore_errors=True)
 
 
 __all__ = ["Ingest", "twin_message"]

@@ -26,7 +26,7 @@ from releaseosd.track import Track, utcnow
 
 if TYPE_CHECKING:
     from releaseosd.sidecar import Sidecar
-    from releaseosd.soundcloud.client import Progress, SoundCloudClient, TrackFields
+    from releaseosd.soundcloud.client import SoundCloudClient
     from releaseosd.soundcloud.tokens import TokenStore
 
 EXIT_OK = 0
@@ -111,7 +111,6 @@ class ProgressBar:
         self._next_quarter = 0
         self._width = 0
         self._sent = 0
-        self.finished = False
 
     def __call__(self, sent: int, total: int) -> None:
         now = self.clock()
@@ -136,7 +135,6 @@ class ProgressBar:
                 self.stream.write(progress_line(sent, total, elapsed) + "\n")
                 self.stream.flush()
                 self._next_quarter = quarter + 1
-        self.finished = done
 
 
 # --- composing the daemon's stages ------------------------------------------------------------------
@@ -154,49 +152,16 @@ class _Inline(Executor):
         return future
 
 
-def _reporting_client(
-    config: Config, tokens: TokenStore | None, report: Progress
-) -> SoundCloudClient:
-    """The daemon's client, with the progress bar added to each upload the Uploader makes."""
-    import httpx
-
-    from releaseosd.soundcloud.client import SoundCloudClient
-    from releaseosd.soundcloud.tokens import TokenManager, TokenStore
-
-    class Reporting(SoundCloudClient):
-        def upload_track(
-            self,
-            audio: Path,
-            fields: TrackFields,
-            artwork: Path | None = None,
-            progress: Progress | None = None,
-            **kwargs: Any,
-        ) -> dict[str, Any]:
-            return super().upload_track(audio, fields, artwork, progress or report, **kwargs)
-
-    http = httpx.Client(timeout=30)
-    manager = TokenManager(
-        tokens or TokenStore(), config.soundcloud, http, state_dir=config.state_dir
-    )
-    return Reporting(config.soundcloud, manager)
-
-
 # --- the command ------------------------------------------------------------------------------------
 
 
 def _load_sidecar(
     config: Config, audio: Path, explicit: Path | None, at: dt.datetime | None
 ) -> tuple[Sidecar, Path]:
-    from releaseosd.sidecar import Sidecar, folder_defaults_for, load_sidecar, sidecar_for
+    from releaseosd.sidecar import Sidecar, load_track_sidecar
 
-    root = config.watch_root_of(audio) or audio.parent.resolve()
-    own = explicit or sidecar_for(audio)
-    defaults = folder_defaults_for(audio.parent)
-    sidecar = (
-        load_sidecar(own, watch_root=root, folder_defaults=defaults)
-        if own or defaults
-        else Sidecar()
-    )
+    root = config.root_for(audio)
+    sidecar = load_track_sidecar(audio, root, explicit) or Sidecar()
     if at is not None:
         # Only what the producer wrote: a release_date derived from the time --at replaces is
         # derived again.
@@ -245,9 +210,9 @@ def _build(
     audio as another track is refused the way the daemon refuses it."""
     import os
 
-    from releaseosd.ingest import Ingest, remove_built_files
+    from releaseosd.ingest import Ingest
     from releaseosd.media.probe import probe
-    from releaseosd.track import AudioStat
+    from releaseosd.track import AudioStat, remove_built_files
 
     info = probe(audio)  # AudioProblem: an unfinished or broken file; the caller reports it
     stat = AudioStat.of(os.stat(audio))
@@ -268,7 +233,7 @@ def _build(
     if twin is not None:
         if is_new:
             store.delete(built.id)
-            remove_built_files(config, built.id)
+            remove_built_files(config.state_dir, built.id)
         if twin.soundcloud.urn or twin.state in REMOTE:
             raise _already_uploaded(audio, twin)
         raise UploadRefused(
@@ -371,7 +336,9 @@ def run_upload(
     def get_client() -> SoundCloudClient:
         nonlocal client
         if client is None:
-            client = _reporting_client(config, tokens, bar)
+            from releaseosd.soundcloud.client import connect
+
+            client = connect(config.soundcloud, tokens, state_dir=config.state_dir, progress=bar)
         return client
 
     try:

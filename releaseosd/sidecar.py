@@ -10,7 +10,7 @@ import datetime as dt
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import (
     BaseModel,
@@ -257,10 +257,31 @@ def folder_defaults_for(folder: Path) -> Path | None:
     return None
 
 
-def is_sidecar_name(path: Path) -> bool:
-    return (
-        path.suffix.lower() in SIDECAR_SUFFIXES and path.name.lower() not in FOLDER_DEFAULTS_NAMES
-    )
+class SidecarFiles(NamedTuple):
+    """The files an export's metadata comes from: its own sidecar and its folder's defaults."""
+
+    own: Path | None
+    defaults: Path | None
+
+
+def sidecar_files(audio: Path, explicit: Path | None = None) -> SidecarFiles:
+    """An export's sidecar (`explicit`, else the one of its name) and its folder's release.yaml."""
+    return SidecarFiles(explicit or sidecar_for(audio), folder_defaults_for(audio.parent))
+
+
+def load_track_sidecar(
+    audio: Path,
+    watch_root: Path,
+    explicit: Path | None = None,
+    files: SidecarFiles | None = None,
+) -> Sidecar | None:
+    """An export's sidecar merged over its folder's release.yaml, links and artwork held inside
+    `watch_root` (Config.root_for); None when it has neither. `files` are the ones already found
+    by `sidecar_files`. Raises FileProblems naming every problem in either file."""
+    own, defaults = files or sidecar_files(audio, explicit)
+    if own is None and defaults is None:
+        return None
+    return load_sidecar(own, watch_root=watch_root, folder_defaults=defaults)
 
 
 def _load_one(path: Path, watch_root: Path | None) -> tuple[dict[str, Any], LineMap]:

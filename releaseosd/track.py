@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import uuid
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -217,6 +219,16 @@ ARTWORK_STALE = (
 
 def _iso(value: dt.datetime | None) -> str | None:
     return value.isoformat() if value else None
+
+
+def built_dir(state_dir: Path, track_id: str) -> Path:
+    """Where a track's preview, artwork and other built files live: <state dir>/tracks/<id>/."""
+    return state_dir / "tracks" / track_id
+
+
+def remove_built_files(state_dir: Path, track_id: str) -> None:
+    """Delete a track's built files (a track removed, a refused copy gone, a stray adopted)."""
+    shutil.rmtree(built_dir(state_dir, track_id), ignore_errors=True)
 
 
 def status_rows(tracks: Iterable[Track]) -> list[dict[str, Any]]:

@@ -25,9 +25,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("releaseosd.upload")
 
-# After this many 5xx answers to uploads carrying artwork, upload without it (SoundCloud has
-# answered 500 only when artwork_data was attached: soundcloud/api#409).
-ARTWORK_5XX_LIMIT = 3
 POLL_FIRST_SECONDS = 2.0
 POLL_MAX_SECONDS = 60.0
 
@@ -564,7 +561,11 @@ class Uploader(OnStage):
     # --- failures ------------------------------------------------------------------------------
 
     def _failed_attempt(self, track_id: str, exc: BaseException, posting: bool = False) -> None:
-        from releaseosd.soundcloud.errors import failure_of
+        from releaseosd.soundcloud.errors import (
+            artwork_5xx_streak,
+            failure_of,
+            should_drop_artwork,
+        )
 
         track = self.store.get(track_id)
         if track is None:
@@ -599,15 +600,9 @@ class Uploader(OnStage):
             cfg.backoff_max_seconds,
             self.rng,
         )
-        artwork_5xx = (
-            posting
-            and failure.status is not None
-            and failure.status >= 500
-            and bool(track.artwork_path)
-            and not track.without_artwork
-        )
-        streak = track.artwork_5xx + 1 if artwork_5xx else 0
-        drop_artwork = streak >= ARTWORK_5XX_LIMIT
+        carried_artwork = posting and bool(track.artwork_path) and not track.without_artwork
+        streak = artwork_5xx_streak(track.artwork_5xx, failure.status) if carried_artwork else 0
+        drop_artwork = should_drop_artwork(streak)
         when = at(self.clock(), plan.delay_seconds)
         message = failure.message
 

@@ -6,7 +6,7 @@ import hashlib
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -16,6 +16,7 @@ from releaseosd.media.ffmpeg import Ffmpeg, find_ffmpeg
 from releaseosd.media.preview import PreviewTags, build_preview
 from releaseosd.media.probe import AudioInfo, probe
 from releaseosd.media.waveform import scan
+from releaseosd.metadata import effective
 from releaseosd.sidecar import Sidecar
 
 PREVIEW_NAME = "preview.mp3"
@@ -78,11 +79,6 @@ def preview_start(
     return round(min(max(start, 0.0), max(duration - length, 0.0)), 3)
 
 
-def track_title(sidecar: Sidecar, info: AudioInfo, audio: Path) -> str:
-    """The sidecar's title, else the audio's own title tag, else the file name without extension."""
-    return sidecar.title or info.tags.title or audio.stem
-
-
 def _copy_artwork(source: Path, out_dir: Path) -> Path:
     target = out_dir / f"{ARTWORK_STEM}{source.suffix.lower()}"
     fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{target.name}.", suffix=".part")
@@ -119,7 +115,9 @@ def build_assets(
 
     hasher, content = hashlib.sha256(), hashlib.sha256()
     waveform = scan(audio, info, config.artwork.bars, length, ffmpeg, hasher, content)
-    title = track_title(sidecar, info, audio)
+    # What the preview's tags and the artwork show is what SoundCloud is told (metadata.py).
+    meta = effective(config.defaults, sidecar, audio, asdict(info.tags))
+    title = str(meta["title"])
 
     out_dir.mkdir(parents=True, exist_ok=True)
     source: Literal["waveform", "sidecar"]
@@ -134,10 +132,10 @@ def build_assets(
     start = preview_start(requested, waveform.loudest_start, duration, length)
     tags = PreviewTags(
         title=title,
-        artist=sidecar.artist or config.defaults.artist or info.tags.artist,
-        genre=sidecar.genre or config.defaults.genre or info.tags.genre,
-        bpm=sidecar.bpm or info.tags.bpm,
-        key=sidecar.key or info.tags.key,
+        artist=meta.get("artist"),
+        genre=meta.get("genre"),
+        bpm=meta.get("bpm"),
+        key=meta.get("key"),
     )
     preview_cfg = config.preview.model_copy(update={"length": length})
     preview = build_preview(

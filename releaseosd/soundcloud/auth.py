@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 
 from releaseosd.config import SoundCloudConfig
-from releaseosd.soundcloud.client import API_TIMEOUT, USER_AGENT, SoundCloudClient
+from releaseosd.soundcloud.client import API_TIMEOUT, USER_AGENT, connect
 from releaseosd.soundcloud.errors import (
     LOGIN_HINT,
     LoginFailed,
@@ -40,7 +40,6 @@ from releaseosd.soundcloud.errors import (
 from releaseosd.soundcloud.tokens import (
     InvalidGrant,
     LoginOutlook,
-    TokenManager,
     TokenSet,
     TokenStore,
     refresh_lock,
@@ -386,11 +385,10 @@ def status(
     if stored is None:
         info["error"] = f"not logged in; {LOGIN_HINT}"
         return info
-    own_http = http is None
-    client_http = http or httpx.Client(timeout=API_TIMEOUT, headers={"User-Agent": USER_AGENT})
-    manager = TokenManager(store, config, client_http, clock=clock, state_dir=state_dir)
+    client = connect(config, store, state_dir=state_dir, http=http, clock=clock)
+    manager = client.tokens
     try:
-        me = SoundCloudClient(config, manager, client_http).me()
+        me = client.me()
     except NeedsLogin as exc:
         info["error"] = str(exc)
     except SoundCloudError as exc:
@@ -405,8 +403,7 @@ def status(
             info["upload_seconds_left"] = quota.get("upload_seconds_left")
             info["unlimited_upload_quota"] = quota.get("unlimited_upload_quota")
     finally:
-        if own_http:
-            client_http.close()
+        client.close()
     try:
         tokens = manager.current()  # the set in use now: the /me call may have renewed it
     except (NotConfigured, Retryable):

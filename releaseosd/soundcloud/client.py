@@ -30,7 +30,6 @@ from releaseosd.soundcloud.errors import (
     AssetChanged,
     NotFound,
     Permanent,
-    ProcessingTimeout,
     QuotaExhausted,
     RateLimited,
     Retryable,
@@ -39,7 +38,7 @@ from releaseosd.soundcloud.errors import (
     quota_problem,
 )
 from releaseosd.soundcloud.tags import format_tag_list, has_machine_tag, machine_tag
-from releaseosd.soundcloud.tokens import TokenManager, sign_out
+from releaseosd.soundcloud.tokens import TokenManager, TokenStore, sign_out
 
 log = logging.getLogger(__name__)
 
@@ -330,9 +329,12 @@ class SoundCloudClient:
         http: httpx.Client | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        progress: Progress | None = None,
+        owns_http: bool = False,
     ) -> None:
         self._config = config
         self._clock = clock
+        self._progress = progress  # told of every upload's bytes, unless a call brings its own
         # Retry-After is SoundCloud's word for the whole account, not for one request: until it
         # has passed, no worker thread sends anything.
         self._hold_lock = threading.Lock()
@@ -341,9 +343,14 @@ class SoundCloudClient:
             tokens.before_refresh = lambda: self._check_hold("renewing the SoundCloud login")
         self._tokens = tokens
         self._http = http or httpx.Client(timeout=API_TIMEOUT, headers={"User-Agent": USER_AGENT})
-        self._owns_http = http is None
+        self._owns_http = http is None or owns_http
         self._playlist_lock = threading.Lock()
         self._api = urlsplit(config.api_url)
+
+    @property
+    def tokens(self) -> TokenManager:
+        """The login this client works with (`auth status` reads it after asking /me)."""
+        return self._tokens
 
     def close(self) -> None:
         if self._owns_http:
@@ -535,7 +542,7 @@ class SoundCloudClient:
             raise classify(exc, action=action) from None
         if check_quota:
             self.check_quota(duration_seconds)
-        body = MultipartBody(fields.to_form(digest), parts, progress)
+        body = MultipartBody(fields.to_form(digest), parts, progress or self._progress)
         response = self._send(
             "POST",
             self._url("/tracks"),
@@ -561,36 +568,6 @@ class SoundCloudClient:
             raise Retryable(f"reading track {urn}: SoundCloud's answer is not a track")
         return data
 
-    def wait_processed(
-        self,
-        urn: str,
-        *,
-        initial: dict[str, Any] | None = None,
-        timeout: float = 900.0,
-        interval: float = 5.0,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> dict[str, Any]:
-        """Poll until the track's `state` is finished; a track without `state` is final."""
-        deadline = clock() + timeout
-        track = initial if initial is not None else self.get_track(urn)
-        while True:
-            state = track.get("state")
-            if state is None or state == "finished":
-                return track
-            if state == "failed":
-                raise Permanent(
-                    f"SoundCloud could not process track {urn} (state 'failed'); the file may be "
-                    "damaged or in an unsupported format",
-                    status=None,
-                )
-            if clock() >= deadline:
-                raise ProcessingTimeout(
-                    f"track {urn} is still '{state}' after {timeout:.0f} s; will check again later"
-                )
-            sleep(interval)
-            track = self.get_track(urn)
-
     def update_track(self, urn: str, changes: dict[str, Any]) -> dict[str, Any]:
         """PUT /tracks/{urn} with JSON {"track": changes} (TrackMetadataRequest's fields only)."""
         unknown = sorted(set(changes) - TRACK_UPDATE_FIELDS)
@@ -610,9 +587,6 @@ class SoundCloudClient:
         except NotFound:
             return False
         return True
-
-    def my_tracks(self) -> list[dict[str, Any]]:
-        return list(self._paged("/me/tracks", "listing your SoundCloud tracks", {}))
 
     def copies_of(self, digests: list[str]) -> list[dict[str, Any]]:
         """The user's tracks whose machine tag names any of these digests (an upload that reached
@@ -698,22 +672,27 @@ class SoundCloudClient:
             None,
         )
 
-    def ensure_in_playlist(
-        self, title: str, track_urn: str, sharing: Sharing = "private"
-    ) -> dict[str, Any]:
-        """Add the track to the user's playlist with this title, creating it if there is none."""
-        with self._playlist_lock:
-            existing = next(
-                (
-                    p
-                    for p in self.my_playlists()
-                    if str(p.get("title", "")).strip() == title.strip()
-                ),
-                None,
-            )
-            if existing is None or not existing.get("urn"):
-                return self.create_playlist(title, sharing, [track_urn])
-        return self.add_to_playlist(str(existing["urn"]), track_urn)
+
+def connect(
+    config: SoundCloudConfig,
+    tokens: TokenStore | None = None,
+    *,
+    state_dir: Path | None = None,
+    http: httpx.Client | None = None,
+    clock: Callable[[], float] = time.time,
+    progress: Progress | None = None,
+) -> SoundCloudClient:
+    """The one way releaseosd reaches SoundCloud (the daemon, `releaseosd upload`, `auth
+    status`): the keyring's token store (or `tokens`), a TokenManager renewing the login under
+    the refresh lock of `state_dir` (None: no cross-process lock, for tests) on the wall clock
+    `clock`, and the client over both.
+
+    Token requests and API calls share one HTTP client: `http`, which the caller closes, or a
+    new one that `close()` closes. `progress` is told of each upload's bytes."""
+    own = http is None
+    shared = http or httpx.Client(timeout=API_TIMEOUT, headers={"User-Agent": USER_AGENT})
+    manager = TokenManager(tokens or TokenStore(), config, shared, clock=clock, state_dir=state_dir)
+    return SoundCloudClient(config, manager, shared, progress=progress, owns_http=own)
 
 
 def _urn(urn: str) -> str:

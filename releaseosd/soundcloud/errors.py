@@ -9,7 +9,6 @@ from __future__ import annotations
 import email.utils
 import json
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -66,10 +65,6 @@ class RateLimited(Retryable):
     """429: back off, for `retry_after` seconds when SoundCloud says how long."""
 
 
-class ProcessingTimeout(Retryable):
-    """SoundCloud accepted the upload but has not finished processing it yet."""
-
-
 class AssetChanged(SoundCloudError):
     """The file being uploaded is not the one that was checked (it changed on disk before or
     while it was sent); the request was cut off before its last byte, so SoundCloud created
@@ -100,10 +95,6 @@ class UploadNotPermitted(Permanent):
 
 class NeedsLogin(SoundCloudError):
     """No usable tokens: the user has to log in again (refresh rejected, never logged in, …)."""
-
-
-# The brief's name for the same condition; one class so `except` clauses cannot disagree.
-AuthExpired = NeedsLogin
 
 
 class LoginFailed(SoundCloudError):
@@ -313,19 +304,22 @@ def quota_problem(me: dict[str, Any], needed_seconds: float | None = None) -> st
     return None
 
 
-def should_drop_artwork(statuses_with_artwork: Sequence[int | None], threshold: int = 2) -> bool:
-    """After this many consecutive 5xx answers to uploads carrying artwork, upload without it.
+# After this many consecutive 5xx answers to uploads carrying artwork, the upload drops the
+# artwork and tries again without it: SoundCloud has been seen to answer 500 only when
+# `artwork_data` is attached (soundcloud/api#409).
+ARTWORK_5XX_LIMIT = 3
 
-    SoundCloud has been seen to answer 500 only when `artwork_data` is attached (issue #409);
-    the caller passes the statuses of its failed attempts that carried artwork, oldest first
-    (None for a network failure, which says nothing about the artwork and breaks the run).
-    """
-    run = 0
-    for status in reversed(statuses_with_artwork):
-        if status is None or not 500 <= status <= 599:
-            break
-        run += 1
-    return run >= threshold
+
+def artwork_5xx_streak(streak: int, status: int | None) -> int:
+    """The run of consecutive 5xx answers to uploads carrying artwork, after one more such upload
+    failed with `status`: any other answer, or a network failure (None, which says nothing about
+    the artwork), ends the run."""
+    return streak + 1 if status is not None and 500 <= status <= 599 else 0
+
+
+def should_drop_artwork(streak: int) -> bool:
+    """Whether an upload whose artwork met `streak` consecutive 5xx answers goes without it."""
+    return streak >= ARTWORK_5XX_LIMIT
 
 
 def _json_body(response: httpx.Response) -> Any:

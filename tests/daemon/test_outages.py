@@ -17,6 +17,7 @@ from daemon_harness import (
 )
 
 from releaseosd.retry import OFFLINE_ATTEMPTS_COUNTED
+from releaseosd.soundcloud.errors import ARTWORK_5XX_LIMIT
 from releaseosd.soundcloud.sandbox import Sandbox
 from releaseosd.states import State
 
@@ -87,7 +88,7 @@ def test_artwork_that_keeps_failing_is_dropped_and_the_user_told(
     assert track.without_artwork
     posts = [r for r in sandbox.requests if r.method == "POST" and r.path == "/tracks"]
     with_art = [p for p in posts if any(f.field == "track[artwork_data]" for f in p.files)]
-    assert len(with_art) == 3 and len(posts) == 4
+    assert len(with_art) == ARTWORK_5XX_LIMIT and len(posts) == ARTWORK_5XX_LIMIT + 1
     assert not any(f.field == "track[artwork_data]" for f in posts[-1].files)
     summaries = [n["summary"] for n in notification_bus.received()]
     assert summaries == ["Art Song: uploading without artwork", "Art Song is live"]

@@ -166,3 +166,24 @@ def test_readme_reference_tables_have_not_drifted() -> None:
     assert readme == render_readme(readme), (
         "README is out of date: run `python -m releaseosd.reference`"
     )
+
+
+def test_root_for_is_the_watched_folder_else_the_recorded_one_else_its_own(tmp_path: Path) -> None:
+    """One rule bounds an export's sidecar, artwork and links, for the daemon, `upload` and
+    `build` alike."""
+    watched, dropped, elsewhere = tmp_path / "watched", tmp_path / "dropped", tmp_path / "else"
+    for folder in (watched, dropped, elsewhere / "sub"):
+        folder.mkdir(parents=True)
+    (tmp_path / "link").symlink_to(watched)
+    config = Config(watch=[{"path": str(watched)}])
+    assert config.watch_root_of(watched / "a" / "Song.wav") == watched.resolve()
+    assert config.root_for(watched / "a" / "Song.wav") == watched.resolve()
+    assert config.root_for(tmp_path / "link" / "Song.wav") == watched.resolve()
+    assert config.watch_root_of(dropped / "Song.wav") is None
+    assert config.root_for(dropped / "Song.wav", recorded=str(dropped)) == dropped
+    # A recorded root the file no longer lies in does not count: its own folder bounds it.
+    assert (
+        config.root_for(elsewhere / "sub" / "Song.wav", recorded=str(dropped))
+        == (elsewhere / "sub").resolve()
+    )
+    assert config.root_for(elsewhere / "Song.wav") == elsewhere.resolve()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import wave
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -12,13 +13,16 @@ import pytest
 from media_corpus import TAGS, Track, mp3_file, mutagen_module, run_ffmpeg
 from PIL import Image
 
-from releaseosd.config import ArtworkConfig, Config, PreviewConfig
+from releaseosd.config import ArtworkConfig, Config, DefaultsConfig, PreviewConfig
+from releaseosd.ingest import probe_dict
 from releaseosd.media.artwork import ArtworkProblem
 from releaseosd.media.build import build_assets, preview_start
 from releaseosd.media.ffmpeg import Ffmpeg, find_ffmpeg
 from releaseosd.media.probe import AudioIncomplete, AudioProblem, probe
 from releaseosd.media.waveform import scan
+from releaseosd.metadata import metadata_for
 from releaseosd.sidecar import Sidecar
+from releaseosd.track import Track as TrackRecord
 
 Decode = Callable[[Path], tuple[npt.NDArray[np.float32], int, str]]
 CONFIG = Config(preview=PreviewConfig(length=5.0), artwork=ArtworkConfig(size=800, bars=48))
@@ -183,3 +187,48 @@ def test_hash_is_of_the_whole_file_with_chunks_after_the_audio(ff: Ffmpeg, tmp_p
     built = build_assets(path, Sidecar(), CONFIG, tmp_path / "out", ff)
     assert built.title == "After"
     assert built.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _untagged_wav(path: Path, seconds: float = 6.0) -> Path:
+    rate = 44100
+    tone = (np.sin(np.arange(int(rate * seconds)) * 2 * np.pi * 330 / rate) * 12000).astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(tone.tobytes())
+    return path
+
+
+@pytest.mark.parametrize(
+    ("sidecar", "tagged", "artist", "title"),
+    [
+        ({"title": "Own Title", "artist": "Sidecar Artist"}, True, "Sidecar Artist", "Own Title"),
+        ({"title": "Own Title"}, True, "DJ Test", "Own Title"),  # the file's tag beats defaults
+        ({}, True, "DJ Test", "Night Drive"),
+        ({"artist": "Sidecar Artist"}, False, "Sidecar Artist", "plain"),
+        ({}, False, "Config Artist", "plain"),  # nothing else says: the config's default
+    ],
+)
+def test_preview_tags_are_the_metadata_sent_to_soundcloud(
+    corpus: dict[str, Track],
+    ff: Ffmpeg,
+    tmp_path: Path,
+    sidecar: dict[str, str],
+    tagged: bool,
+    artist: str,
+    title: str,
+) -> None:
+    """The preview's ID3 artist and title come from the same effective metadata SoundCloud is
+    sent (metadata.metadata_for), whatever the sidecar, the file's tags and config defaults say."""
+    config = CONFIG.model_copy(update={"defaults": DefaultsConfig(artist="Config Artist")})
+    audio = corpus["flac-stereo"].path if tagged else _untagged_wav(tmp_path / "plain.wav")
+    model = Sidecar.model_validate(sidecar)
+    built = build_assets(audio, model, config, tmp_path / "out", ff)
+
+    record = TrackRecord(audio_path=str(audio), title=audio.stem, probe=probe_dict(built.info))
+    sent = metadata_for(record, config, model, audio)
+    tags = mp3_file(built.preview).tags
+    assert (str(tags["TPE1"]), str(tags["TIT2"])) == (sent["artist"], sent["title"])
+    assert (sent["artist"], sent["title"]) == (artist, title)
+    assert built.title == title

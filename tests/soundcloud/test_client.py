@@ -20,12 +20,12 @@ from releaseosd.soundcloud.client import SoundCloudClient, TrackFields
 from releaseosd.soundcloud.errors import (
     NeedsLogin,
     Permanent,
-    ProcessingTimeout,
     QuotaExhausted,
     RateLimited,
     Retryable,
     UploadNotPermitted,
 )
+from releaseosd.soundcloud.tags import machine_tag
 from releaseosd.soundcloud.tokens import TokenManager, TokenSet, TokenStore
 
 API = "https://api.example.test"
@@ -330,9 +330,10 @@ def test_missing_audio_file_names_it(client: SoundCloudClient, tmp_path: Path) -
         client.upload_track(tmp_path / "gone.wav", FIELDS, sha256=SHA)
 
 
-def test_my_tracks_follows_every_page(client: SoundCloudClient, api: FakeAPI) -> None:
-    api.tracks = [{"urn": f"soundcloud:tracks:{i}", "tag_list": ""} for i in range(450)]
-    tracks = client.my_tracks()
+def test_copies_of_follows_every_page(client: SoundCloudClient, api: FakeAPI) -> None:
+    tag = machine_tag(SHA)
+    api.tracks = [{"urn": f"soundcloud:tracks:{i}", "tag_list": tag} for i in range(450)]
+    tracks = client.copies_of([SHA])
     assert [t["urn"] for t in tracks] == [t["urn"] for t in api.tracks]
     pages = api.calls("GET", "/me/tracks")
     assert len(pages) == 3
@@ -350,7 +351,7 @@ def test_next_page_on_another_host_is_refused(client: SoundCloudClient, api: Fak
         )
     )
     with pytest.raises(Permanent, match="another host"):
-        client.my_tracks()
+        client.copies_of([SHA])
 
 
 def test_copies_of_finds_by_machine_tag(client: SoundCloudClient, api: FakeAPI) -> None:
@@ -381,40 +382,6 @@ def test_get_and_delete_track(client: SoundCloudClient, api: FakeAPI) -> None:
     assert client.delete_track("soundcloud:tracks:7") is False
 
 
-def test_wait_processed(client: SoundCloudClient, api: FakeAPI) -> None:
-    states = iter(["processing", "processing", "finished"])
-    api.overrides.append(
-        lambda r: (
-            httpx.Response(200, json={"urn": "u", "state": next(states)})
-            if r.url.path.startswith("/tracks/")
-            else None
-        )
-    )
-    now = [0.0]
-    slept: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        slept.append(seconds)
-        now[0] += seconds
-
-    track = client.wait_processed("u", clock=lambda: now[0], sleep=sleep, interval=5)
-    assert track["state"] == "finished" and slept == [5, 5]
-    assert client.wait_processed("u", initial={"urn": "u"}) == {"urn": "u"}
-
-
-def test_wait_processed_failure_and_timeout(client: SoundCloudClient, api: FakeAPI) -> None:
-    with pytest.raises(Permanent, match="could not process"):
-        client.wait_processed("u", initial={"urn": "u", "state": "failed"})
-    api.overrides.append(lambda r: httpx.Response(200, json={"urn": "u", "state": "processing"}))
-    now = [0.0]
-
-    def sleep(seconds: float) -> None:
-        now[0] += seconds
-
-    with pytest.raises(ProcessingTimeout, match="still 'processing'"):
-        client.wait_processed("u", timeout=60, interval=10, clock=lambda: now[0], sleep=sleep)
-
-
 def test_playlists(client: SoundCloudClient, api: FakeAPI) -> None:
     created = client.create_playlist(
         "Night EP", "private", ["soundcloud:tracks:1"], set_type="album"
@@ -437,13 +404,6 @@ def test_playlists(client: SoundCloudClient, api: FakeAPI) -> None:
     }
     assert [p["urn"] for p in client.my_playlists()] == [urn]
     assert api.calls("GET", "/me/playlists")[0][0].url.params["show_tracks"] == "false"
-
-
-def test_ensure_in_playlist_creates_then_appends(client: SoundCloudClient, api: FakeAPI) -> None:
-    client.ensure_in_playlist("Sketches", "soundcloud:tracks:1")
-    client.ensure_in_playlist("Sketches", "soundcloud:tracks:2")
-    [playlist] = api.playlists.values()
-    assert [t["urn"] for t in playlist["tracks"]] == ["soundcloud:tracks:1", "soundcloud:tracks:2"]
 
 
 def test_truncated_playlist_is_read_in_full_before_writing(

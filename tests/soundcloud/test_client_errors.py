@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from releaseosd.soundcloud.errors import (
+    ARTWORK_5XX_LIMIT,
     NeedsLogin,
     NotFound,
     Permanent,
@@ -16,6 +17,7 @@ from releaseosd.soundcloud.errors import (
     Retryable,
     SoundCloudError,
     UploadNotPermitted,
+    artwork_5xx_streak,
     classify,
     parse_retry_after,
     quota_problem,
@@ -175,16 +177,23 @@ def test_quota(me: dict[str, object], needed: float | None, problem: str | None)
         assert result is not None and problem in result
 
 
+RUN = [500] * (ARTWORK_5XX_LIMIT - 1)  # one 5xx short of dropping the artwork
+
+
 @pytest.mark.parametrize(
     ("history", "drop"),
     [
         ([], False),
         ([500], False),
-        ([500, 502], True),
-        ([500, None, 500], False),
-        ([422, 500, 500, 503], True),
-        ([500, 500, 429], False),
+        (RUN, False),
+        ([*RUN, 502], True),
+        ([*RUN, None, 500], False),
+        ([422, *RUN, 503], True),
+        ([*RUN, 500, 429], False),
     ],
 )
 def test_should_drop_artwork(history: list[int | None], drop: bool) -> None:
-    assert should_drop_artwork(history) is drop
+    streak = 0
+    for status in history:
+        streak = artwork_5xx_streak(streak, status)
+    assert should_drop_artwork(streak) is drop
