@@ -207,7 +207,9 @@ class Daemon:
         stage = Stage(config, store, self.client, events, wake, rebuild=recheck)
         publisher = Publisher(stage)
         uploader = Uploader(stage, after_processed=publisher.processed)
-        ingest = Ingest(config, store, builds, on_ready=kick, on_metadata_changed=kick)
+        ingest = Ingest(
+            config, store, builds, on_ready=kick, on_metadata_changed=kick, events=events
+        )
         scheduler = Scheduler(
             store,
             upload=uploader.attempt,

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from releaseosd.config import Config, outside_its_root
+from releaseosd.events import Edited, EventBus
 from releaseosd.media.build import artwork_shows, build_shape
 from releaseosd.metadata import metadata_for, stored_sidecar
 from releaseosd.sidecar import (
@@ -88,8 +89,10 @@ class Ingest:
         builds: Executor,
         on_ready: Callable[[str], None] = lambda _id: None,
         on_metadata_changed: Callable[[str], None] = lambda _id: None,
+        events: EventBus | None = None,
     ) -> None:
         self.config = config
+        self.events = events or EventBus()
         self.store = store
         self.builds = builds
         self.on_ready = on_ready
@@ -503,6 +506,7 @@ class Ingest:
             self.start_build(
                 track.id, path, read.sidecar, info, stat, read.digest, note="sidecar edited"
             )
+            self.events.emit(Edited(track_id=track.id, title=track.title, on_soundcloud=False))
         except TransitionError:
             fresh = self.store.get(track.id)
             if fresh is not None and fresh.on_soundcloud:
@@ -521,7 +525,8 @@ class Ingest:
             t.last_error = None
             take_release_time(t, sidecar)
 
-        self.store.update(track_id, apply, note="sidecar edited")
+        edited = self.store.update(track_id, apply, note="sidecar edited")
+        self.events.emit(Edited(track_id=track_id, title=edited.title, on_soundcloud=False))
         self.on_ready(track_id)
 
     def _edited_after_upload(self, track: Track, path: Path, read: SidecarRead) -> None:
@@ -569,7 +574,8 @@ class Ingest:
         if new_art:
             note += f"; {ARTWORK_STALE}"
             log.warning("%s: %s", track.title, ARTWORK_STALE)
-        self.store.update(track.id, apply, note=note)
+        edited = self.store.update(track.id, apply, note=note)
+        self.events.emit(Edited(track_id=track.id, title=edited.title, on_soundcloud=True))
         self.on_metadata_changed(track.id)
 
     def _check_resaved(self, track_id: str, path: Path, stat: AudioStat) -> None:
@@ -608,7 +614,9 @@ class Ingest:
                 t.audio_stat = stat
 
             self.store.update(
-                track_id, changed, note="re-exported with new audio after upload; not uploaded again"
+                track_id,
+                changed,
+                note="re-exported with new audio after upload; not uploaded again",
             )
         log.warning(
             "%s: re-exported with different audio after '%s' was uploaded; the upload is kept "

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from releaseosd.config import Config
-from releaseosd.events import EventBus
+from releaseosd.events import EventBus, UploadProgress
 from releaseosd.states import REMOTE, State
 from releaseosd.store import OwnerLock, StateDirBusy, Store, prepare_state_dir
 from releaseosd.track import Track, utcnow
@@ -338,7 +338,7 @@ def run_upload(
         if client is None:
             from releaseosd.soundcloud.client import connect
 
-            client = connect(config.soundcloud, tokens, state_dir=config.state_dir, progress=bar)
+            client = connect(config.soundcloud, tokens, state_dir=config.state_dir)
         return client
 
     try:
@@ -349,8 +349,11 @@ def run_upload(
             return Outcome(EXIT_PROBLEMS, f"not uploaded: {exc}")
         if track.state != State.READY:
             return _describe(track)
-        # The foreground tells the terminal itself: no listener, no desktop notification.
-        stage = Stage(config, store, get_client, EventBus(), _no_wake, clock=clock)
+        # The foreground's one listener is the progress bar; the terminal tells the rest (no
+        # desktop notification).
+        events = EventBus()
+        events.subscribe(lambda e: bar(e.sent, e.total) if isinstance(e, UploadProgress) else None)
+        stage = Stage(config, store, get_client, events, _no_wake, clock=clock)
         publisher = Publisher(stage)
         uploader = Uploader(stage, after_processed=publisher.processed)
         sharing = track.metadata.get("sharing") or "private"

@@ -8,13 +8,14 @@ import logging
 import os
 import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from releaseosd.config import Config
-from releaseosd.events import ArtworkDropped, EventBus, Failed
+from releaseosd.events import ArtworkDropped, EventBus, Failed, UploadProgress
 from releaseosd.retry import Failure, Kind, at, plan_for, plan_retry
 from releaseosd.states import State
 from releaseosd.store import Store
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("releaseosd.upload")
 
 POLL_FIRST_SECONDS = 2.0
+# Upload progress events at most this often (a dashboard's bar, the terminal's).
+PROGRESS_EVERY_SECONDS = 0.25
 POLL_MAX_SECONDS = 60.0
 
 
@@ -390,11 +393,25 @@ class Uploader(OnStage):
             audio,
             fields,
             artwork,
+            self._progress_of(track),
             sha256=digest,
             duration_seconds=duration,
             check_quota=False,
             identity=(stat.device, stat.inode) if stat is not None else None,
         )
+
+    def _progress_of(self, track: Track) -> Callable[[int, int], None]:
+        """The upload's progress as events: a few a second at most, and always the last."""
+        last = [-PROGRESS_EVERY_SECONDS]
+
+        def progress(sent: int, total: int) -> None:
+            now = time.monotonic()
+            if sent < total and now - last[0] < PROGRESS_EVERY_SECONDS:
+                return
+            last[0] = now
+            self.emit(UploadProgress(track_id=track.id, title=track.title, sent=sent, total=total))
+
+        return progress
 
     def _adopted(self, track: Track, remote: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
         """What an earlier upload found on SoundCloud says of itself (so that whatever differs

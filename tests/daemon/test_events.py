@@ -17,7 +17,7 @@ from daemon_harness import (
     write_config,
 )
 
-from releaseosd.events import Event, Released, TrackEvent, Uploaded
+from releaseosd.events import Edited, Event, Released, TrackEvent, Uploaded, UploadProgress
 from releaseosd.soundcloud.sandbox import Sandbox
 from releaseosd.states import State
 
@@ -54,12 +54,21 @@ def test_a_listener_hears_a_scheduled_track_from_upload_to_release_in_order(
     daemon.daemon.events.subscribe(recorder)  # the wiring line
     with daemon:
         wait_for(lambda: in_state(state, "Heard", State.SCHEDULED), what="scheduled")
+        sidecar = exports / "Heard.yaml"
+        sidecar.write_text(sidecar.read_text() + "genre: Dub\n")
+        wait_for(lambda: any(isinstance(e, Edited) for e in recorder.events), what="edit heard")
         command(config, "release", track="Heard")  # now
         released = wait_for(lambda: in_state(state, "Heard", State.RELEASED), what="released")
         wait_for(lambda: any(isinstance(e, Released) for e in recorder.events), what="heard")
     kinds = [type(e) for e in recorder.events if isinstance(e, TrackEvent)]
-    assert kinds == [Uploaded, Released], recorder.events
-    uploaded, went_public = recorder.events
+    sending = kinds.count(UploadProgress)
+    assert sending >= 1, kinds
+    assert kinds == [UploadProgress] * sending + [Uploaded, Edited, Released], kinds
+    progress = [e for e in recorder.events if isinstance(e, UploadProgress)]
+    assert progress[-1].sent == progress[-1].total > Path(released.audio_path).stat().st_size
+    assert [e.sent for e in progress] == sorted(e.sent for e in progress)
+    uploaded, edited, went_public = recorder.events[sending:]
+    assert isinstance(edited, Edited) and edited.on_soundcloud
     assert isinstance(uploaded, Uploaded) and isinstance(went_public, Released)
     assert uploaded.track_id == went_public.track_id == released.id
     assert uploaded.public_at is not None and uploaded.public_at.timestamp() == pytest.approx(
