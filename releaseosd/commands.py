@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import logging
 import os
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from releaseosd.localtime import shown
 from releaseosd.metadata import release_date, stored_sidecar
 from releaseosd.states import State
 from releaseosd.store import Store
-from releaseosd.track import AudioStat, Retrying, Track, status_rows, utcnow
+from releaseosd.track import AudioStat, Retrying, Track, utcnow
 
 if TYPE_CHECKING:
     from releaseosd.soundcloud.client import SoundCloudClient
@@ -74,7 +75,7 @@ class Commands:
         self.clock = clock
 
     def status(self) -> list[dict[str, Any]]:
-        return status_rows(self.store.all())
+        return [json.loads(text) for text in self.store.status_texts()]
 
     def retry(self, ref: str) -> str:
         track = resolve(self.store, ref)

@@ -32,8 +32,7 @@ from typing import Any
 from releaseosd.commands import CommandError, Commands
 from releaseosd.config import Config
 from releaseosd.localtime import parse
-from releaseosd.store import STORE_FILE, AtomicJSONStorage, OwnerLock, Store
-from releaseosd.track import Track, status_rows
+from releaseosd.store import OwnerLock, Store, read_status
 
 log = logging.getLogger("releaseosd.control")
 
@@ -193,14 +192,13 @@ def _lstat_in(fd: int, name: str) -> os.stat_result | None:
 
 
 def read_rows(config: Config) -> list[dict[str, Any]]:
-    """Status rows, oldest first: from the daemon when one runs, else from the store file (safe
-    without the lock: the file is only ever replaced whole). An unsafe socket is refused, not
-    read around (see `request`)."""
+    """Status rows, oldest first: from the daemon when one runs, else from the store's files
+    (safe without the lock: see `store.read_status`). An unsafe socket is refused, not read
+    around (see `request`)."""
     with contextlib.suppress(DaemonNotRunning):
         rows = request(config, "GET", "/status")
         return list(rows)
-    data = AtomicJSONStorage(config.state_dir / STORE_FILE).read() or {}
-    return status_rows(Track.model_validate(doc) for doc in (data.get("tracks") or {}).values())
+    return [json.loads(text) for text in read_status(config.state_dir)]
 
 
 def dispatch(commands: Commands, name: str, body: dict[str, Any]) -> Any:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -192,3 +193,54 @@ def _iso(value: dt.datetime | None) -> str | None:
 def status_rows(tracks: Iterable[Track]) -> list[dict[str, Any]]:
     """`releaseosd status` rows, oldest track first."""
     return [t.status_row() for t in sorted(tracks, key=lambda t: (t.created_at, t.id))]
+
+
+def doc_status_row(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """`Track.status_row` of a record as the store keeps it (`Track.model_dump(mode="json")`),
+    without building the Track: what `status` needs of ten thousand tracks."""
+    remote = doc.get("soundcloud") or {}
+    track_id = doc["id"]
+    return {
+        "id": track_id,
+        "title": doc.get("title", ""),
+        "audio_path": doc["audio_path"],
+        "state": doc.get("state", State.PENDING.value),
+        "error": doc.get("last_error"),
+        "release_at": _iso_text(doc.get("release_at")),
+        "attempts": doc.get("attempts", 0),
+        "next_attempt_at": _iso_text(doc.get("next_attempt_at")),
+        "soundcloud": {
+            "urn": remote.get("urn"),
+            "permalink_url": remote.get("permalink_url"),
+            "sharing": remote.get("sharing"),
+        },
+        "local_change": doc.get("local_change"),
+        "warning": doc.get("warning")
+        or (HELD_PRIVATE.format(id=track_id) if doc.get("hold_private") else None)
+        or (ARTWORK_STALE if doc.get("artwork_stale") else None),
+        "updated_at": _iso_text(doc.get("updated_at")),
+    }
+
+
+def doc_status_rows(docs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """`status_rows` of records as stored, oldest track first."""
+    return [doc_status_row(d) for d in sorted(docs, key=status_order)]
+
+
+def status_order(doc: Mapping[str, Any]) -> tuple[dt.datetime, str]:
+    """Where a record's row goes in `status`: the order of `status_rows`."""
+    return dt.datetime.fromisoformat(doc["created_at"]), doc["id"]
+
+
+# How the store writes JSON, and status rows are printed: compact, one object a line.
+compact_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _iso_text(value: str | None) -> str | None:
+    """As the Track would print it: isoformat's spelling. The store's own UTC times differ from
+    it only in their "Z" ("2026-05-01T18:00:00Z", with or without microseconds)."""
+    if not value:
+        return None
+    if value[-1] == "Z" and len(value) in (20, 27):
+        return value[:-1] + "+00:00"
+    return dt.datetime.fromisoformat(value).isoformat()
