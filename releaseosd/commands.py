@@ -28,6 +28,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("releaseosd.commands")
 
 
+def json_lines(texts: list[str]) -> str:
+    """JSON texts as one JSON array, one a line."""
+    return "[\n" + ",\n".join(texts) + "\n]" if texts else "[]"
+
+
 class CommandError(Exception):
     """The request cannot be done as asked; the message says why and what to do instead."""
 
@@ -76,6 +81,10 @@ class Commands:
 
     def status(self) -> list[dict[str, Any]]:
         return [json.loads(text) for text in self.store.status_texts()]
+
+    def status_json(self) -> str:
+        """`status --json`: one JSON array, one track a line."""
+        return json_lines(self.store.status_texts())
 
     def retry(self, ref: str) -> str:
         track = resolve(self.store, ref)
