@@ -197,12 +197,13 @@ def status(obj: Context, as_json: bool) -> None:
       releaseosd status --json | jq '.[] | select(.state == "failed") | .error'
     """
     from releaseosd.control import ControlSocketError, status_json
+    from releaseosd.store import StoreError
 
     try:
         # One track a line, as the daemon or the store's files give it: ten thousand tracks
         # are printed without decoding and encoding each row again.
         text = status_json(obj.config)
-    except ControlSocketError as exc:
+    except (ControlSocketError, StoreError) as exc:
         fail(str(exc))
     if as_json:
         click.echo(text)

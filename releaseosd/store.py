@@ -9,7 +9,8 @@ the catalogue holds:
 - `archive.jsonl`: the finished tracks (published, released, removed), one JSON line per
   record version, only ever appended to. A finished track that changes again gets a new line;
   one that becomes active again moves back into `store.json`. A `"deleted": true` line is a
-  record deleted.
+  record deleted. Each line ends with a head (rev, creation time, status row): all that
+  `releaseosd status` reads of a finished track.
 - `history.jsonl`: every history entry, one JSON line naming its track and the record version
   it belongs to, instead of a list inside each record.
 
@@ -75,8 +76,8 @@ HISTORY_LIMIT = 200
 COMPACT_MIN_LINES = 1000
 
 _FINISHED = frozenset(state.value for state in FINISHED)
-# Each archive line starts with its head: [rev, created_at, status row]. That is all `status`
-# decodes of a finished track (see `read_status`); the rest of the line is the record.
+# Each archive line ends with its head: [rev, created_at, status row]. That is all `status`
+# reads of a finished track (see `read_status`); the rest of the line is the record.
 HEAD = "head"
 _REMOVED = State.REMOVED.value
 
@@ -636,42 +637,42 @@ def read_tracks(state_dir: Path) -> list[Track]:
 
 
 def _archive_line(doc: Doc) -> Doc:
-    return {HEAD: [doc["rev"], doc["created_at"], doc_status_row(doc)], **doc}
+    return {**doc, HEAD: [doc["rev"], doc["created_at"], doc_status_row(doc)]}
 
 
-_HEAD_START = '{"' + HEAD + '":['
-_decoder = json.JSONDecoder()
+_HEAD_KEY = '"' + HEAD + '":['
+# json's own (C) decoder of one string, from just after its opening quote.
+_scanstring: Callable[[str, int], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
 
 
 def _archive_heads(path: Path, raw: bytes) -> dict[str, tuple[int, str | None, str]]:
     """Track id -> (rev, created_at, status row as JSON text) of each track's newest archive
-    line (created_at None: deleted). Only the heads are decoded; a line without one (or a file
-    that is not as written) is read whole."""
+    line (created_at None: deleted). Of a line as releaseosd writes it, only the head at its end
+    is looked at, with string operations: `...,"head":[REV,"CREATED",{"id":"ID",...}]}`. The
+    head is the line's last key, so the last `"head":[` on it is the head (a string in JSON
+    cannot hold an unescaped quote). Any other line is decoded whole."""
     whole = raw.rfind(b"\n") + 1
     text = raw[:whole].decode("utf-8", "replace")
     latest: dict[str, tuple[int, str | None, str]] = {}
-    decode = _decoder.raw_decode
     pos = 0
     try:
         while pos < whole:
             eol = text.index("\n", pos)
-            if text.startswith(_HEAD_START, pos):
-                (rev, created, row), end = decode(text, pos + len(_HEAD_START) - 1)
-                start = text.index(",{", pos) + 1
-                if end > eol or not isinstance(rev, int) or not isinstance(created, str):
-                    raise ValueError("not a head")
-                entry: tuple[int, str | None, str] = (rev, created, text[start : end - 1])
-                track_id = row["id"]
-            else:
+            entry: tuple[str, tuple[int, str | None, str]] | None = _head_of(text, pos, eol)
+            if entry is None:
                 line = json.loads(text[pos:eol])
                 track_id, rev = line["id"], _rev(line)
                 if line.get("deleted"):
-                    entry = (rev, None, "")
+                    entry = (track_id, (rev, None, ""))
                 else:
-                    entry = (rev, line["created_at"], compact_json(doc_status_row(line)))
+                    entry = (
+                        track_id,
+                        (rev, line["created_at"], compact_json(doc_status_row(line))),
+                    )
+            track_id, head = entry
             old = latest.get(track_id)
-            if old is None or rev >= old[0]:
-                latest[track_id] = entry
+            if old is None or head[0] >= old[0]:
+                latest[track_id] = head
             pos = eol + 1
     except (ValueError, TypeError, KeyError, IndexError):
         # Not as releaseosd writes it (a torn last line, a line by hand): read it all.
@@ -689,9 +690,30 @@ def _archive_heads(path: Path, raw: bytes) -> dict[str, tuple[int, str | None, s
     return latest
 
 
+def _head_of(text: str, pos: int, eol: int) -> tuple[str, tuple[int, str, str]] | None:
+    at = text.rfind(_HEAD_KEY, pos, eol)
+    if at < 0 or not text.endswith("]}", pos, eol):
+        return None
+    start = at + len(_HEAD_KEY)
+    comma = text.find(",", start, eol)
+    close = text.find('"', comma + 2, eol)
+    if (
+        comma < 0
+        or close < 0
+        or text[comma + 1] != '"'
+        or not text.startswith(',{"id":"', close + 1)
+    ):
+        return None
+    rev = text[start:comma]
+    if not rev.isdigit():
+        return None
+    track_id, _ = _scanstring(text, close + 9)
+    return track_id, (int(rev), text[comma + 2 : close], text[close + 2 : eol - 2])
+
+
 def read_status(state_dir: Path) -> list[str]:
     """Every track's `status` row as JSON text, oldest track first. Like `read_docs`, for
-    readers that do not own the state dir; of a finished track only its head is decoded, so
+    readers that do not own the state dir; of a finished track only its head is read, so
     that ten thousand of them cost a few hundredths of a second."""
     with _gc_paused():
         for _ in range(10):

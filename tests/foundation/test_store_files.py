@@ -287,6 +287,15 @@ def varied_tracks() -> list[Track]:
             created_at=base,
         ),
         Track(title="Naive", audio_path="/m/N.wav", release_at=dt.datetime(2026, 5, 1, 9, 30)),
+        # What a head looks like, inside a title and inside the record: the real head is found.
+        Track(
+            id='id-"ü\\',
+            title='x,"head":[1,"y",{"id":"z"}]}',
+            audio_path="/m/H.wav",
+            state=State.PUBLISHED,
+            metadata={"head": [1, "2026-01-01T00:00:00Z", {"id": "evil"}]},
+            created_at=base + dt.timedelta(hours=1),
+        ),
     ]
     tracks[2].soundcloud.urn = "soundcloud:tracks:1"
     tracks[2].soundcloud.permalink_url = "https://soundcloud.com/a/b"
@@ -309,6 +318,13 @@ def test_read_status_gives_the_rows_of_status(tmp_path: Path) -> None:
     expected = status_rows(store.all())
     assert [json.loads(t) for t in store.status_texts()] == expected
     assert [json.loads(t) for t in read_status(tmp_path)] == expected
+    text = (tmp_path / ARCHIVE_FILE).read_text()
+    starts = [0, *(i + 1 for i, c in enumerate(text) if c == "\n")][:-1]
+    found = [store_module._head_of(text, a, text.index("\n", a)) for a in starts]
+    assert [h is None for h in found] == [
+        '"deleted":true' in text[a:].split("\n")[0] for a in starts
+    ]
+    assert {h[0] for h in found if h} >= {'id-"ü\\'}, "the fast path was not taken"
     # A line without a head (or one torn) is read the slow way, to the same rows.
     with (tmp_path / ARCHIVE_FILE).open("a") as fh:
         fh.write('{"id": "half')
