@@ -1226,7 +1226,13 @@ class Store:
         if archive_stale > max(COMPACT_MIN_LINES, len(self._archived)) or history_stale > max(
             COMPACT_MIN_LINES, self._hist_live
         ):
-            self.compact()
+            try:
+                self.compact()
+            except OSError as exc:
+                # Only room is lost: every change is saved already, and the next one tries again.
+                log.warning(
+                    "store: could not rewrite the journals (%s); they stay as they are", exc
+                )
 
     def compact(self) -> None:
         """Rewrite both journals with only what is current: each finished track's newest record,

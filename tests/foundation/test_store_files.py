@@ -640,3 +640,21 @@ def test_history_entries_keep_their_fields(tmp_path: Path) -> None:
     store.insert(track)
     got = Store.open(tmp_path).get(track.id)
     assert got is not None and got.history == track.history
+
+
+def test_a_compaction_that_fails_fails_no_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "COMPACT_MIN_LINES", 5)
+    store = Store.open(tmp_path)
+    track = published(store, "Busy")
+
+    def full(self: Any, objects: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store_module.Journal, "replace", full)
+    for i in range(12):
+        store.transition(track.id, State.RELEASED if i % 2 == 0 else State.PUBLISHED)
+    expected = view(store.all())
+    monkeypatch.undo()
+    assert view(Store.open(tmp_path).all()) == expected
