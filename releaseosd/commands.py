@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import logging
 import os
 from collections.abc import Callable
@@ -78,9 +77,6 @@ class Commands:
         self.store = store
         self.hooks = hooks or Hooks()
         self.clock = clock
-
-    def status(self) -> list[dict[str, Any]]:
-        return [json.loads(text) for text in self.store.status_texts()]
 
     def status_json(self) -> str:
         """`status --json`: one JSON array, one track a line."""

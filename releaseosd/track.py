@@ -222,11 +222,6 @@ def doc_status_row(doc: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def doc_status_rows(docs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """`status_rows` of records as stored, oldest track first."""
-    return [doc_status_row(d) for d in sorted(docs, key=status_order)]
-
-
 def status_order(doc: Mapping[str, Any]) -> tuple[dt.datetime, str]:
     """Where a record's row goes in `status`: the order of `status_rows`."""
     return dt.datetime.fromisoformat(doc["created_at"]), doc["id"]
