@@ -200,11 +200,6 @@ def status_json(config: Config) -> str:
     return json_lines(read_status(config.state_dir))
 
 
-def read_rows(config: Config) -> list[dict[str, Any]]:
-    """Status rows, oldest first (see `status_json`)."""
-    return list(json.loads(status_json(config)))
-
-
 def dispatch(commands: Commands, name: str, body: dict[str, Any]) -> Any:
     """One command by name with its JSON body: the daemon's socket and the daemon-less CLI."""
     if name == "retry":

@@ -6,7 +6,7 @@ import datetime as dt
 import json
 import os
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -150,29 +150,6 @@ class Track(BaseModel):
         next attempt looks that copy up by machine tag before anything is sent again."""
         return self.soundcloud.urn is not None or self.state in REMOTE
 
-    def status_row(self) -> dict[str, Any]:
-        """The shape `releaseosd status --json` prints: stable, documented, no secrets."""
-        return {
-            "id": self.id,
-            "title": self.title,
-            "audio_path": self.audio_path,
-            "state": self.state.value,
-            "error": self.last_error,
-            "release_at": _iso(self.release_at),
-            "attempts": self.attempts,
-            "next_attempt_at": _iso(self.next_attempt_at),
-            "soundcloud": {
-                "urn": self.soundcloud.urn,
-                "permalink_url": self.soundcloud.permalink_url,
-                "sharing": self.soundcloud.sharing,
-            },
-            "local_change": self.local_change,
-            "warning": self.warning
-            or (HELD_PRIVATE.format(id=self.id) if self.hold_private else None)
-            or (ARTWORK_STALE if self.artwork_stale else None),
-            "updated_at": _iso(self.updated_at),
-        }
-
 
 HELD_PRIVATE = (
     "its sidecar no longer says when it goes public (release_at was taken out), so it stays "
@@ -186,18 +163,10 @@ ARTWORK_STALE = (
 )
 
 
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-def status_rows(tracks: Iterable[Track]) -> list[dict[str, Any]]:
-    """`releaseosd status` rows, oldest track first."""
-    return [t.status_row() for t in sorted(tracks, key=lambda t: (t.created_at, t.id))]
-
-
 def doc_status_row(doc: Mapping[str, Any]) -> dict[str, Any]:
-    """`Track.status_row` of a record as the store keeps it (`Track.model_dump(mode="json")`),
-    without building the Track: what `status` needs of ten thousand tracks."""
+    """The row `releaseosd status --json` prints of a track (stable, documented, no secrets),
+    made from its record as the store keeps it (`Track.model_dump(mode="json")`) without
+    building the Track: what `status` needs of ten thousand tracks."""
     remote = doc.get("soundcloud") or {}
     track_id = doc["id"]
     return {
@@ -223,7 +192,7 @@ def doc_status_row(doc: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def status_order(doc: Mapping[str, Any]) -> tuple[dt.datetime, str]:
-    """Where a record's row goes in `status`: the order of `status_rows`."""
+    """Where a record's row goes in `status`: oldest track first (ties: by id)."""
     return dt.datetime.fromisoformat(doc["created_at"]), doc["id"]
 
 

@@ -31,12 +31,13 @@ from releaseosd.store import (
     read_tracks,
 )
 from releaseosd.track import (
+    ARTWORK_STALE,
+    HELD_PRIVATE,
     AudioStat,
     HistoryEntry,
     Retrying,
     Track,
     doc_status_row,
-    status_rows,
 )
 
 DATA = Path(__file__).parent / "data"
@@ -303,10 +304,39 @@ def varied_tracks() -> list[Track]:
     return tracks
 
 
-def test_a_records_status_row_is_its_tracks() -> None:
-    for track in varied_tracks():
-        doc = track.model_dump(mode="json")
-        assert doc_status_row(doc) == track.status_row()
+def test_a_records_status_row_says_what_its_track_says() -> None:
+    plain, held, stale, warned, naive, _ = varied_tracks()
+    row = doc_status_row(stale.model_dump(mode="json"))
+    assert row == {
+        "id": stale.id,
+        "title": "Stale art",
+        "audio_path": "/m/Art.wav",
+        "state": "released",
+        "error": None,
+        "release_at": None,
+        "attempts": 0,
+        "next_attempt_at": None,
+        "soundcloud": {
+            "urn": "soundcloud:tracks:1",
+            "permalink_url": "https://soundcloud.com/a/b",
+            "sharing": "public",
+        },
+        "local_change": {"sha256": "ab", "seen_at": "2026-01-01T00:00:00Z"},
+        "warning": ARTWORK_STALE,
+        "updated_at": stale.updated_at.isoformat(),
+    }
+    # Times as isoformat prints them, whatever their offset (or none); warnings by precedence.
+    rows = {
+        t.title: doc_status_row(t.model_dump(mode="json")) for t in (plain, held, warned, naive)
+    }
+    assert rows["Held"]["release_at"] == "2026-06-01T18:00:00+02:00"
+    assert rows["Held"]["warning"] == HELD_PRIVATE.format(id=held.id)
+    assert rows["Naive"]["release_at"] == "2026-05-01T09:30:00"
+    warned_row = rows["Warned — ünïcode"]
+    assert warned_row["warning"] == "log in before 18:00"
+    assert warned_row["next_attempt_at"] == "2026-03-01T13:00:00.000005+00:00"
+    assert (warned_row["error"], warned_row["attempts"]) == ("HTTP 503", 4)
+    assert rows["Plain"]["warning"] is None and rows["Plain"]["state"] == "pending"
 
 
 def test_read_status_gives_the_rows_of_status(tmp_path: Path) -> None:
@@ -315,7 +345,8 @@ def test_read_status_gives_the_rows_of_status(tmp_path: Path) -> None:
         store.insert(track)  # the released one goes to the archive, the rest to store.json
     gone = published(store, "Gone", 5)
     store.delete(gone.id)
-    expected = status_rows(store.all())
+    tracks = sorted(store.all(), key=lambda t: (t.created_at, t.id))
+    expected = [doc_status_row(t.model_dump(mode="json")) for t in tracks]
     assert [json.loads(t) for t in store.status_texts()] == expected
     assert [json.loads(t) for t in read_status(tmp_path)] == expected
     text = (tmp_path / ARCHIVE_FILE).read_text()
