@@ -193,15 +193,19 @@ def status(obj: Context, as_json: bool) -> None:
     Example:
       releaseosd status --json | jq '.[] | select(.state == "failed") | .error'
     """
-    from releaseosd.control import ControlSocketError, read_rows
+    from releaseosd.control import ControlSocketError, status_json
+    from releaseosd.store import StoreError
 
     try:
-        rows = read_rows(obj.config)
-    except ControlSocketError as exc:
+        # One track a line, as the daemon or the store's files give it: ten thousand tracks
+        # are printed without decoding and encoding each row again.
+        text = status_json(obj.config)
+    except (ControlSocketError, StoreError) as exc:
         fail(str(exc))
     if as_json:
-        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        click.echo(text)
         return
+    rows = json.loads(text)
     _print_table(rows)
     click.echo(f"\n{_ffmpeg_line()}")
 

@@ -20,12 +20,17 @@ from releaseosd.localtime import shown
 from releaseosd.metadata import release_date, stored_sidecar
 from releaseosd.states import State
 from releaseosd.store import Store
-from releaseosd.track import AudioStat, Retrying, Track, remove_built_files, status_rows, utcnow
+from releaseosd.track import AudioStat, Retrying, Track, remove_built_files, utcnow
 
 if TYPE_CHECKING:
     from releaseosd.soundcloud.client import SoundCloudClient
 
 log = logging.getLogger("releaseosd.commands")
+
+
+def json_lines(texts: list[str]) -> str:
+    """JSON texts as one JSON array, one a line."""
+    return "[\n" + ",\n".join(texts) + "\n]" if texts else "[]"
 
 
 class CommandError(Exception):
@@ -79,8 +84,9 @@ class Commands:
         self.clock = clock
         self.state_dir = state_dir  # where the tracks' built files are (None: none to delete)
 
-    def status(self) -> list[dict[str, Any]]:
-        return status_rows(self.store.all())
+    def status_json(self) -> str:
+        """`status --json`: one JSON array, one track a line."""
+        return json_lines(self.store.status_texts())
 
     def retry(self, ref: str) -> str:
         track = resolve(self.store, ref)

@@ -29,11 +29,10 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from releaseosd.commands import CommandError, Commands
+from releaseosd.commands import CommandError, Commands, json_lines
 from releaseosd.config import Config
 from releaseosd.localtime import parse
-from releaseosd.store import STORE_FILE, AtomicJSONStorage, OwnerLock, Store
-from releaseosd.track import Track, status_rows
+from releaseosd.store import OwnerLock, Store, read_status
 
 log = logging.getLogger("releaseosd.control")
 
@@ -192,15 +191,13 @@ def _lstat_in(fd: int, name: str) -> os.stat_result | None:
         return None
 
 
-def read_rows(config: Config) -> list[dict[str, Any]]:
-    """Status rows, oldest first: from the daemon when one runs, else from the store file (safe
-    without the lock: the file is only ever replaced whole). An unsafe socket is refused, not
-    read around (see `request`)."""
+def status_json(config: Config) -> str:
+    """`status --json`: a JSON array of status rows, oldest track first, one a line. From the
+    daemon when one runs (as it sent it), else from the store's files (safe without the lock:
+    see `store.read_status`). An unsafe socket is refused, not read around (see `request`)."""
     with contextlib.suppress(DaemonNotRunning):
-        rows = request(config, "GET", "/status")
-        return list(rows)
-    data = AtomicJSONStorage(config.state_dir / STORE_FILE).read() or {}
-    return status_rows(Track.model_validate(doc) for doc in (data.get("tracks") or {}).values())
+        return str(request(config, "GET", "/status", raw=True))
+    return json_lines(read_status(config.state_dir))
 
 
 def dispatch(commands: Commands, name: str, body: dict[str, Any]) -> Any:
@@ -239,7 +236,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if self.path == "/status":
-            self._answer(200, self.server.commands.status())
+            self._send(200, self.server.commands.status_json().encode())
         else:
             self._answer(404, {"error": f"unknown path {self.path}"})
 
@@ -264,7 +261,9 @@ class _Handler(BaseHTTPRequestHandler):
         return dispatch(self.server.commands, name, body)
 
     def _answer(self, status: int, data: Any) -> None:
-        raw = json.dumps(data, ensure_ascii=False).encode()
+        self._send(status, json.dumps(data, ensure_ascii=False).encode())
+
+    def _send(self, status: int, raw: bytes) -> None:
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(raw)))
@@ -408,8 +407,15 @@ def _check_peer(conn: socket.socket, sock: Path) -> None:
         )
 
 
-def request(config: Config, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    """One command to the running daemon. DaemonNotRunning when none runs.
+def request(
+    config: Config,
+    method: str,
+    path: str,
+    body: dict[str, Any] | None = None,
+    raw: bool = False,
+) -> Any:
+    """One command to the running daemon. DaemonNotRunning when none runs. With `raw`, a
+    successful answer is its text as sent (not decoded).
 
     ControlSocketUnsafe is raised, never turned into DaemonNotRunning: falling back to the store
     would be safe for the store (the owner lock keeps a running daemon's store to itself), but
@@ -419,10 +425,10 @@ def request(config: Config, method: str, path: str, body: dict[str, Any] | None 
     conn = _connect(sock)
     http_conn = _Connection(conn)
     try:
-        raw = json.dumps(body).encode() if body is not None else None
-        headers = {"Content-Type": "application/json"} if raw is not None else {}
+        sent = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"} if sent is not None else {}
         try:
-            http_conn.request(method, path, body=raw, headers=headers)
+            http_conn.request(method, path, body=sent, headers=headers)
             response = http_conn.getresponse()
             payload = response.read()
         except http.client.HTTPException:
@@ -430,6 +436,8 @@ def request(config: Config, method: str, path: str, body: dict[str, Any] | None 
             raise DaemonNotRunning(str(sock)) from None
     finally:
         http_conn.close()
+    if raw and response.status == 200:
+        return payload.decode("utf-8")
     try:
         data = json.loads(payload)
     except ValueError:

@@ -188,6 +188,7 @@ class Daemon:
             log.error("%s", exc)
         notifier = Notifier(config.notifications)
         events = self.events
+        store.events = events
         # The listeners: one line each.
         unsubscribe = [events.subscribe(DesktopNotifications(notifier))]
         builds = ThreadPoolExecutor(max_workers=2, thread_name_prefix="build")

@@ -163,11 +163,10 @@ class Scheduler:
     def recover(self) -> None:
         """After a crash or stop: uploads that were in flight are retried — the uploader looks
         for the machine tag first, so a copy that reached SoundCloud is adopted, not repeated."""
-        for track in self.store.all():
-            if track.state == State.UPLOADING:
-                self.store.transition(
-                    track.id, State.READY, note="interrupted upload; will check SoundCloud first"
-                )
+        for track in self.store.in_states(State.UPLOADING):
+            self.store.transition(
+                track.id, State.READY, note="interrupted upload; will check SoundCloud first"
+            )
         self.rebuild()
 
     def rebuild(self) -> None:
@@ -176,7 +175,10 @@ class Scheduler:
             if job.id.startswith("wake:"):
                 job.remove()
         now = self.clock()
-        for track in self.store.all():
+        # Only these can owe a wake-up: asking for them spares reading every finished track.
+        waiting = self.store.in_states(State.READY, State.PROCESSING, State.SCHEDULED)
+        due = {t.id: t for t in (*waiting, *self.store.owing())}
+        for track in due.values():
             when: dt.datetime | None = None
             if track.state in (State.READY, State.PROCESSING) and track.next_attempt_at:
                 when = track.next_attempt_at

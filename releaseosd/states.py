@@ -91,6 +91,10 @@ ALLOWED: dict[State, frozenset[State]] = {
     State.REMOVED: frozenset(),
 }
 
+# Done with: nothing is due for these unless the producer changes something (a sidecar edit, a
+# removal). The store keeps them apart from the work in progress (see store.py).
+FINISHED = frozenset({State.PUBLISHED, State.RELEASED, State.REMOVED})
+
 # States in which the audio may already be on SoundCloud.
 REMOTE = frozenset(
     {State.UPLOADING, State.PROCESSING, State.SCHEDULED, State.PUBLISHED, State.RELEASED}

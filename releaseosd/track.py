@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterable
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -181,29 +182,6 @@ class Track(BaseModel):
         next attempt looks that copy up by machine tag before anything is sent again."""
         return self.soundcloud.urn is not None or self.state in REMOTE
 
-    def status_row(self) -> dict[str, Any]:
-        """The shape `releaseosd status --json` prints: stable, documented, no secrets."""
-        return {
-            "id": self.id,
-            "title": self.title,
-            "audio_path": self.audio_path,
-            "state": self.state.value,
-            "error": self.last_error,
-            "release_at": _iso(self.release_at),
-            "attempts": self.attempts,
-            "next_attempt_at": _iso(self.next_attempt_at),
-            "soundcloud": {
-                "urn": self.soundcloud.urn,
-                "permalink_url": self.soundcloud.permalink_url,
-                "sharing": self.soundcloud.sharing,
-            },
-            "local_change": self.local_change,
-            "warning": self.warning
-            or (HELD_PRIVATE.format(id=self.id) if self.hold_private else None)
-            or (ARTWORK_STALE if self.artwork_stale else None),
-            "updated_at": _iso(self.updated_at),
-        }
-
 
 HELD_PRIVATE = (
     "its sidecar no longer says when it goes public (release_at was taken out), so it stays "
@@ -217,8 +195,32 @@ ARTWORK_STALE = (
 )
 
 
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.isoformat() if value else None
+def doc_status_row(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The row `releaseosd status --json` prints of a track (stable, documented, no secrets),
+    made from its record as the store keeps it (`Track.model_dump(mode="json")`) without
+    building the Track: what `status` needs of ten thousand tracks."""
+    remote = doc.get("soundcloud") or {}
+    track_id = doc["id"]
+    return {
+        "id": track_id,
+        "title": doc.get("title", ""),
+        "audio_path": doc["audio_path"],
+        "state": doc.get("state", State.PENDING.value),
+        "error": doc.get("last_error"),
+        "release_at": _iso_text(doc.get("release_at")),
+        "attempts": doc.get("attempts", 0),
+        "next_attempt_at": _iso_text(doc.get("next_attempt_at")),
+        "soundcloud": {
+            "urn": remote.get("urn"),
+            "permalink_url": remote.get("permalink_url"),
+            "sharing": remote.get("sharing"),
+        },
+        "local_change": doc.get("local_change"),
+        "warning": doc.get("warning")
+        or (HELD_PRIVATE.format(id=track_id) if doc.get("hold_private") else None)
+        or (ARTWORK_STALE if doc.get("artwork_stale") else None),
+        "updated_at": _iso_text(doc.get("updated_at")),
+    }
 
 
 def built_dir(state_dir: Path, track_id: str) -> Path:
@@ -231,6 +233,20 @@ def remove_built_files(state_dir: Path, track_id: str) -> None:
     shutil.rmtree(built_dir(state_dir, track_id), ignore_errors=True)
 
 
-def status_rows(tracks: Iterable[Track]) -> list[dict[str, Any]]:
-    """`releaseosd status` rows, oldest track first."""
-    return [t.status_row() for t in sorted(tracks, key=lambda t: (t.created_at, t.id))]
+def status_order(doc: Mapping[str, Any]) -> tuple[dt.datetime, str]:
+    """Where a record's row goes in `status`: oldest track first (ties: by id)."""
+    return dt.datetime.fromisoformat(doc["created_at"]), doc["id"]
+
+
+# How the store writes JSON, and status rows are printed: compact, one object a line.
+compact_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _iso_text(value: str | None) -> str | None:
+    """As the Track would print it: isoformat's spelling. The store's own UTC times differ from
+    it only in their "Z" ("2026-05-01T18:00:00Z", with or without microseconds)."""
+    if not value:
+        return None
+    if value[-1] == "Z" and len(value) in (20, 27):
+        return value[:-1] + "+00:00"
+    return dt.datetime.fromisoformat(value).isoformat()

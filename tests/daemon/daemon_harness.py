@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from releaseosd.config import Config, load_config
-from releaseosd.store import STORE_FILE, AtomicJSONStorage
+from releaseosd.store import read_tracks as read_store
 from releaseosd.track import Track
 
 CLIENT_ID = "e2e-client"
@@ -119,8 +119,9 @@ def write_config(root: Path, sandbox_url: str, **extra: Any) -> Path:
 
 
 def read_tracks(state_dir: Path) -> list[Track]:
-    data = AtomicJSONStorage(state_dir / STORE_FILE).read() or {}
-    return [Track.model_validate(d) for d in (data.get("tracks") or {}).values()]
+    """Every track with its history, read from the store's files as a reader that does not own
+    them (the daemon may be running)."""
+    return read_store(state_dir)
 
 
 def wait_for(

@@ -98,6 +98,9 @@ class FakeCommands:
     def status(self) -> list[dict[str, Any]]:
         return [{"id": "ours"}]
 
+    def status_json(self) -> str:
+        return json.dumps(self.status())
+
 
 def config_for(tmp_path: Path) -> Config:
     return Config.model_validate({"state_dir": str(tmp_path / "state")})

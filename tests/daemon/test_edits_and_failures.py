@@ -22,6 +22,7 @@ from daemon_harness import (
 
 from releaseosd.soundcloud.sandbox import Sandbox
 from releaseosd.states import State
+from releaseosd.track import doc_status_row
 
 
 def _puts(sandbox: Sandbox, urn: str) -> list[dict[str, Any]]:
@@ -101,7 +102,7 @@ def test_moving_and_removing_the_release_time(
             what="release time removed: kept private",
         )
         assert dropped.release_at is None and dropped.hold_private
-        assert "release_at" in (dropped.status_row()["warning"] or "")
+        assert "release_at" in (doc_status_row(dropped.model_dump(mode="json"))["warning"] or "")
         moved = wait_for(
             lambda: (t := by_title(state)["Move Me"]).state == State.RELEASED and t,
             timeout=20,

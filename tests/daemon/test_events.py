@@ -3,6 +3,7 @@ the order things happened, and a listener that breaks does not break the run."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,15 @@ from daemon_harness import (
     write_config,
 )
 
-from releaseosd.events import Edited, Event, Released, TrackEvent, Uploaded, UploadProgress
+from releaseosd.events import (
+    Edited,
+    Event,
+    Released,
+    StateChanged,
+    TrackEvent,
+    Uploaded,
+    UploadProgress,
+)
 from releaseosd.soundcloud.sandbox import Sandbox
 from releaseosd.states import State
 
@@ -60,6 +69,19 @@ def test_a_listener_hears_a_scheduled_track_from_upload_to_release_in_order(
         command(config, "release", track="Heard")  # now
         released = wait_for(lambda: in_state(state, "Heard", State.RELEASED), what="released")
         wait_for(lambda: any(isinstance(e, Released) for e in recorder.events), what="heard")
+    changes = [e for e in recorder.events if isinstance(e, StateChanged)]
+    # Every change of state, from the record's creation on, each from where the last one left.
+    assert changes[0].before is None and changes[-1].after == State.RELEASED, changes
+    assert all(a.after == b.before for a, b in itertools.pairwise(changes)), changes
+    assert State.UPLOADING in [c.after for c in changes]
+    steps = [e for e in recorder.events if not isinstance(e, StateChanged)]
+    # Each stage's event comes after the store holds the state it reports.
+    order = [
+        type(e).__name__ if not isinstance(e, StateChanged) else e.after for e in recorder.events
+    ]
+    assert order.index("Uploaded") > order.index(State.SCHEDULED)
+    assert order.index("Released") > order.index(State.RELEASED)
+    recorder.events = steps
     kinds = [type(e) for e in recorder.events if isinstance(e, TrackEvent)]
     sending = kinds.count(UploadProgress)
     assert sending >= 1, kinds

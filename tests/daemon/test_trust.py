@@ -324,8 +324,9 @@ def test_a_restart_reads_no_audio_writes_nothing_and_sends_nothing(
             what="all released",
         )
     before = {t.id: t for t in read_tracks(state)}
-    store_file = state / "store.json"
-    stat = store_file.stat()
+    # All three of the store's files: records of active tracks, the archive, the history.
+    store_files = [state / name for name in ("store.json", "archive.jsonl", "history.jsonl")]
+    stats = [(f.stat().st_ino, f.stat().st_size, f.stat().st_mtime_ns) for f in store_files]
     # The config's defaults change meanwhile: released tracks must not be rewritten for it.
     config.write_text(
         config.read_text() + "defaults:\n  genre: Changed\n  description_template: 'New {title}'\n"
@@ -348,10 +349,9 @@ def test_a_restart_reads_no_audio_writes_nothing_and_sends_nothing(
         command(config, "show", track="One")
     after = {t.id: t for t in read_tracks(state)}
     assert reads == [], f"audio read again at start-up: {reads}"
-    assert (
-        store_file.stat().st_ino == stat.st_ino
-        and store_file.stat().st_mtime_ns == stat.st_mtime_ns
-    )
+    assert [(f.stat().st_ino, f.stat().st_size, f.stat().st_mtime_ns) for f in store_files] == (
+        stats
+    ), "a restart with nothing changed wrote to the store"
     assert [
         (r.method, r.path) for r in sandbox.requests[sent_before:] if r.method != "GET"
     ] == [], "a restart sent something to SoundCloud"
