@@ -607,7 +607,12 @@ class Ingest:
             if track.local_change and track.local_change.get("sha256") == sha:
                 self.store.update(track_id, lambda t: setattr(t, "audio_stat", stat))
                 return
-            change = {"sha256": sha, "seen_at": utcnow().isoformat(), "path": str(path)}
+            change = {
+                "sha256": sha,
+                "audio_digest": audio_digest,
+                "seen_at": utcnow().isoformat(),
+                "path": str(path),
+            }
 
             def changed(t: Track) -> None:
                 t.local_change = change
@@ -813,6 +818,10 @@ class Ingest:
         (records from before decoded digests)."""
         candidates = {t.id: t for t in self.store.by_audio_digest(audio_digest)}
         candidates.update({t.id: t for t in self.store.by_sha256(sha256)})
+        # A track's export holding this audio as a re-export (reported, not uploaded) is that
+        # export's track too: a copy of the file is a copy, not a new track.
+        for digest in (audio_digest, sha256):
+            candidates.update({t.id: t for t in self.store.by_local_change(digest)})
         for other in sorted(candidates.values(), key=lambda t: (t.created_at, t.id)):
             if other.id != track.id and other.state != State.REMOVED and not other.duplicate_of:
                 return other

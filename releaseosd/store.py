@@ -805,6 +805,7 @@ class _Indexes:
                 "named",
                 "sha256",
                 "digest",
+                "local_change",
                 "duplicate_of",
                 "inode",
                 "state",
@@ -833,6 +834,11 @@ class _Indexes:
             keys.append(("digest", doc["audio_digest"]))
         if doc.get("duplicate_of"):
             keys.append(("duplicate_of", doc["duplicate_of"]))
+        change = doc.get("local_change")
+        if isinstance(change, dict):
+            keys.extend(
+                ("local_change", change[k]) for k in ("sha256", "audio_digest") if k in change
+            )
         stat = doc.get("audio_stat")
         if isinstance(stat, dict):
             keys.append(("inode", (stat.get("device"), stat.get("inode"))))
@@ -1023,6 +1029,12 @@ class Store:
     def by_audio_digest(self, digest: str) -> list[Track]:
         with self._lock:
             return self._tracks_of(self._indexes.get("digest", digest))
+
+    def by_local_change(self, digest: str) -> list[Track]:
+        """Tracks whose export holds this audio (exact bytes or decoded) as a re-export made
+        after their upload."""
+        with self._lock:
+            return self._tracks_of(self._indexes.get("local_change", digest))
 
     def duplicates_of(self, track_id: str) -> list[Track]:
         """The copies refused as the same audio as this track."""

@@ -69,3 +69,37 @@ def test_export_wav_and_mp3_beside_one_sidecar_is_one_upload(
         )
     titles = [t["title"] for t in sandbox.tracks()]
     assert len(titles) == 1, f"one export, {len(titles)} uploads {titles}:\n" + dump(state)
+
+
+def test_a_copy_of_a_re_export_made_after_upload_is_a_copy_not_a_new_track(
+    tmp_path: Path, sandbox: Sandbox, token_store: Any
+) -> None:
+    """Chaos seed 7: 'Tide' went up, was re-exported (reported, not uploaded), and the new file
+    was copied, retagged, into another folder with a sidecar of its own: that copy went up as a
+    second track, though the same audio is in an export that already has one."""
+    config = write_config(tmp_path, sandbox.base_url)
+    exports, state = tmp_path / "exports", tmp_path / "state"
+    (exports / "Tide.yaml").write_text("title: Tide\nsharing: public\n")
+    make_audio(exports / "Tide.wav", freq=531)
+    with ThreadedDaemon(config, token_store):
+        wait_for(lambda: (t := read_tracks(state)) and t[0].state == State.RELEASED, what="up")
+        make_audio(exports / "Tide.wav", freq=532)  # the new mix, in place
+        wait_for(lambda: read_tracks(state)[0].local_change, what="re-export reported")
+        (exports / "backup").mkdir()
+        (exports / "backup" / "Tide Copy.yaml").write_text("title: Tide Copy\nsharing: public\n")
+        make_audio(
+            exports / "backup" / "Tide Copy.wav", freq=532, options=("-metadata", "title=Other")
+        )
+        copy = wait_for(
+            lambda: next((t for t in read_tracks(state) if t.title != "Tide"), None),
+            what="the copy's record",
+        )
+        refused = wait_for(
+            lambda: (
+                (t := next(x for x in read_tracks(state) if x.id == copy.id)).state in SETTLED and t
+            ),
+            what="the copy settled",
+        )
+    assert refused.state == State.INVALID and refused.duplicate_of, dump(state)
+    assert "Tide.wav" in (refused.last_error or "")
+    assert len(sandbox.tracks()) == 1
