@@ -1,3 +1,3 @@
-from releaseosd.cli import main
+from releaseosd.app.cli import main
 
 main(prog_name="releaseosd")

@@ -18,8 +18,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from releaseosd.states import State
-from releaseosd.track import utcnow
+from releaseosd.model.states import State
+from releaseosd.model.track import utcnow
 
 log = logging.getLogger("releaseosd.events")
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 _TESTS = Path(__file__).resolve().parent
-for _folder in ("daemon", "soundcloud"):
+for _folder in ("e2e", "soundcloud"):
     if str(_TESTS / _folder) not in sys.path:
         sys.path.insert(0, str(_TESTS / _folder))
 
@@ -27,7 +27,7 @@ from daemon_harness import (  # noqa: E402
 )
 from spec_check import SPEC_PATH, check_request, load_spec  # noqa: E402
 
-from releaseosd.soundcloud.sandbox import RecordedRequest, Sandbox  # noqa: E402
+from releaseosd.rehearsal.sandbox import RecordedRequest, Sandbox  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

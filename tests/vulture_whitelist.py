@@ -6,10 +6,14 @@ rather than add it here. Code reached only by tests counts as dead too, unless s
 
 # ruff: noqa: B018
 
-from releaseosd import cli, config, control, daemon, notify, sidecar, stability, store, yamlfile
-from releaseosd import track as track_module
+from releaseosd.app import cli, control, daemon
+from releaseosd.listeners import desktop as notify
 from releaseosd.media import ffmpeg
-from releaseosd.soundcloud import auth, sandbox, sandbox_faults
+from releaseosd.model import config, sidecar, store, yamlfile
+from releaseosd.model import track as track_module
+from releaseosd.pipeline import stability
+from releaseosd.rehearsal import sandbox
+from releaseosd.soundcloud import auth, sandbox_faults
 
 # click commands: registered by their @<group>.command decorators, called by click.
 cli.config_show
@@ -111,7 +115,7 @@ yamlfile._ShortRepr.repr_int
 notify.NotifyPySender._notification_icon
 
 # Reached only by tests, kept on purpose:
-# the in-process stop tests/daemon/daemon_harness.py uses (signals set the same event).
+# the in-process stop tests/e2e/daemon_harness.py uses (signals set the same event).
 daemon.Daemon.request_stop
 # which ffprobe find_ffmpeg saw; tests check that the bundled ffmpeg needs none.
 ffmpeg.Ffmpeg.ffprobe

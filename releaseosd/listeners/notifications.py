@@ -16,7 +16,7 @@ from releaseosd.events import (
 )
 
 if TYPE_CHECKING:
-    from releaseosd.notify import Notifier
+    from releaseosd.listeners.desktop import Notifier
 
 
 class DesktopNotifications:

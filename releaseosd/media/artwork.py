@@ -9,8 +9,8 @@ from pathlib import Path
 
 from PIL import Image, ImageColor, ImageDraw, ImageFont
 
-from releaseosd.config import ArtworkConfig
 from releaseosd.media.waveform import WaveformScan
+from releaseosd.model.config import ArtworkConfig
 
 # SoundCloud's API takes track[artwork_data] as GIF, JPEG or PNG (openapi.yaml); its help pages
 # accept images "up to 2 MB" and recommend at least 800×800, square.

@@ -10,14 +10,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-from releaseosd.config import Config
 from releaseosd.media.artwork import check_artwork, render_waveform
 from releaseosd.media.ffmpeg import Ffmpeg, find_ffmpeg
 from releaseosd.media.preview import PreviewTags, build_preview
 from releaseosd.media.probe import AudioInfo, probe
 from releaseosd.media.waveform import scan
-from releaseosd.metadata import effective
-from releaseosd.sidecar import Sidecar
+from releaseosd.model.config import Config
+from releaseosd.model.metadata import effective
+from releaseosd.model.sidecar import Sidecar
 
 PREVIEW_NAME = "preview.mp3"
 ARTWORK_STEM = "artwork"

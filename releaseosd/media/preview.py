@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from releaseosd.config import PreviewConfig
 from releaseosd.media.ffmpeg import Ffmpeg
 from releaseosd.media.probe import AudioIncomplete, AudioInfo, AudioProblem, PcmLayout, pcm_layout
 from releaseosd.media.waveform import full_scale, pcm_samples
+from releaseosd.model.config import PreviewConfig
 
 with warnings.catch_warnings():
     # pydub warns at import when ffmpeg is not on PATH (we point it at one) and audioop is

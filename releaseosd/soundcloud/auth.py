@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 
-from releaseosd.config import SoundCloudConfig
+from releaseosd.model.config import SoundCloudConfig
 from releaseosd.soundcloud.client import API_TIMEOUT, USER_AGENT, connect
 from releaseosd.soundcloud.errors import (
     LOGIN_HINT,

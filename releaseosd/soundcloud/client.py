@@ -25,7 +25,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from releaseosd import __version__ as _version
-from releaseosd.config import SoundCloudConfig
+from releaseosd.model.config import SoundCloudConfig
 from releaseosd.soundcloud.errors import (
     AssetChanged,
     NotFound,

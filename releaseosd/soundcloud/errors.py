@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from releaseosd.retry import Failure, Kind
+from releaseosd.model.failure import Failure, Kind
 
 LOGIN_HINT = "run 'releaseosd auth login'"
 _MAX_MESSAGE = 300

@@ -40,7 +40,7 @@ import keyring.backends.fail
 import keyring.backends.null
 import keyring.errors
 
-from releaseosd.config import SoundCloudConfig
+from releaseosd.model.config import SoundCloudConfig
 from releaseosd.soundcloud.errors import (
     LOGIN_HINT,
     KeyringUnavailable,

@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from releaseosd.soundcloud.sandbox import Quota, Sandbox
+from releaseosd.rehearsal.sandbox import Quota, Sandbox
 
 pytestmark = pytest.mark.benchmark
 
@@ -38,7 +38,7 @@ CHILD = textwrap.dedent(
     import hashlib, json, resource, sys, time
     from pathlib import Path
     import httpx
-    from releaseosd.config import SoundCloudConfig
+    from releaseosd.model.config import SoundCloudConfig
     from releaseosd.soundcloud.client import SoundCloudClient, TrackFields
     from releaseosd.soundcloud.tokens import MemoryKeyring, TokenManager, TokenSet, TokenStore
 

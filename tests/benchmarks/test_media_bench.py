@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from releaseosd.config import PreviewConfig
 from releaseosd.media.ffmpeg import Ffmpeg, find_ffmpeg
 from releaseosd.media.preview import PreviewTags, build_preview
 from releaseosd.media.probe import probe
+from releaseosd.model.config import PreviewConfig
 
 pytestmark = pytest.mark.benchmark
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +30,7 @@ REPEATS = 3
 CHILD = """
 import json, resource, sys, time
 from pathlib import Path
-from releaseosd.config import ArtworkConfig
+from releaseosd.model.config import ArtworkConfig
 from releaseosd.media.artwork import render_waveform
 from releaseosd.media.ffmpeg import find_ffmpeg
 from releaseosd.media.probe import probe

@@ -27,14 +27,14 @@ from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "daemon"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 from daemon_harness import daemon_env
 
-from releaseosd.ingest import sidecar_digest
-from releaseosd.sidecar import load_sidecar
-from releaseosd.states import State
-from releaseosd.store import ARCHIVE_FILE, HISTORY_FILE, STORE_FILE, AtomicJSONStorage, Store
-from releaseosd.track import AudioStat, HistoryEntry, Track
+from releaseosd.model.sidecar import load_sidecar
+from releaseosd.model.states import State
+from releaseosd.model.store import ARCHIVE_FILE, HISTORY_FILE, STORE_FILE, AtomicJSONStorage, Store
+from releaseosd.model.track import AudioStat, HistoryEntry, Track
+from releaseosd.pipeline.ingest import sidecar_digest
 
 pytestmark = pytest.mark.benchmark
 

@@ -35,18 +35,18 @@ from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "daemon"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 from daemon_harness import daemon_env
 
-from releaseosd.states import State
-from releaseosd.store import (
+from releaseosd.model.states import State
+from releaseosd.model.store import (
     ARCHIVE_FILE,
     HISTORY_FILE,
     STORE_FILE,
     AtomicJSONStorage,
     Store,
 )
-from releaseosd.track import AudioStat, HistoryEntry, Track
+from releaseosd.model.track import AudioStat, HistoryEntry, Track
 
 pytestmark = pytest.mark.benchmark
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from releaseosd.config import WatchFolder
-from releaseosd.watcher import ExportWatcher
+from releaseosd.model.config import WatchFolder
+from releaseosd.pipeline.watch import ExportWatcher
 
 STABLE = 2.0  # the config default
 BUDGET = STABLE + 1.0

@@ -55,10 +55,10 @@ from daemon_harness import (
     write_config,
 )
 
-from releaseosd.soundcloud.sandbox import Sandbox
-from releaseosd.states import State
-from releaseosd.store import Store
-from releaseosd.track import Track
+from releaseosd.model.states import State
+from releaseosd.model.store import Store
+from releaseosd.model.track import Track
+from releaseosd.rehearsal.sandbox import Sandbox
 
 INVARIANTS = {
     "I0": "every request the daemon sent is one SoundCloud's openapi.yaml documents",

@@ -10,9 +10,9 @@ import numpy.typing as npt
 import pytest
 from PIL import Image
 
-from releaseosd.config import ArtworkConfig
 from releaseosd.media.artwork import ArtworkProblem, check_artwork, render_waveform
 from releaseosd.media.waveform import WaveformScan
+from releaseosd.model.config import ArtworkConfig
 
 # a quiet start, a loud middle and a fade: easy to see where bars must be tall
 PEAKS = tuple([0.1] * 40 + [1.0] * 40 + [i / 40 for i in range(40, 0, -1)])

@@ -13,16 +13,16 @@ import pytest
 from media_corpus import TAGS, Track, mp3_file, mutagen_module, run_ffmpeg
 from PIL import Image
 
-from releaseosd.config import ArtworkConfig, Config, DefaultsConfig, PreviewConfig
-from releaseosd.ingest import probe_dict
 from releaseosd.media.artwork import ArtworkProblem
 from releaseosd.media.build import build_assets, preview_start
 from releaseosd.media.ffmpeg import Ffmpeg, find_ffmpeg
 from releaseosd.media.probe import AudioIncomplete, AudioProblem, probe
 from releaseosd.media.waveform import scan
-from releaseosd.metadata import metadata_for
-from releaseosd.sidecar import Sidecar
-from releaseosd.track import Track as TrackRecord
+from releaseosd.model.config import ArtworkConfig, Config, DefaultsConfig, PreviewConfig
+from releaseosd.model.metadata import metadata_for
+from releaseosd.model.sidecar import Sidecar
+from releaseosd.model.track import Track as TrackRecord
+from releaseosd.pipeline.ingest import probe_dict
 
 Decode = Callable[[Path], tuple[npt.NDArray[np.float32], int, str]]
 CONFIG = Config(preview=PreviewConfig(length=5.0), artwork=ArtworkConfig(size=800, bars=48))

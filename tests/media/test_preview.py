@@ -12,10 +12,10 @@ import pytest
 from media_corpus import Track, mp3_file, run_ffmpeg
 from PIL import Image
 
-from releaseosd.config import PreviewConfig
 from releaseosd.media.ffmpeg import Ffmpeg
 from releaseosd.media.preview import PreviewProblem, PreviewTags, build_preview
 from releaseosd.media.probe import pcm_layout, probe
+from releaseosd.model.config import PreviewConfig
 
 Decode = Callable[[Path], tuple[npt.NDArray[np.float32], int, str]]
 TAGS = PreviewTags(title="Night Drive", artist="DJ Test", genre="Techno", bpm=124.0, key="F# minor")

@@ -1,4 +1,4 @@
-"""Fixtures for tests that talk to the SoundCloud sandbox (releaseosd/soundcloud/sandbox.py).
+"""Fixtures for tests that talk to the SoundCloud sandbox (releaseosd/rehearsal/sandbox.py).
 
 Stable API — other test modules in this folder rely on it:
 
@@ -37,7 +37,7 @@ from typing import Any
 import pytest
 from spec_check import SPEC_PATH, check_request, load_spec
 
-from releaseosd.soundcloud.sandbox import RecordedRequest, Sandbox, TokenPair
+from releaseosd.rehearsal.sandbox import RecordedRequest, Sandbox, TokenPair
 
 CLIENT_ID = "sandbox-test-client"
 CLIENT_SECRET = "sandbox-test-secret"

@@ -23,7 +23,7 @@ import httpx
 import pytest
 from keyring_fixtures import MemoryKeyring, plaintext_keyring
 
-from releaseosd.config import SoundCloudConfig
+from releaseosd.model.config import SoundCloudConfig
 from releaseosd.soundcloud import auth
 from releaseosd.soundcloud.errors import LoginFailed, NotConfigured
 from releaseosd.soundcloud.tokens import TokenSet, TokenStore

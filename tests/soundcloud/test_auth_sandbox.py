@@ -21,11 +21,11 @@ import pytest
 from keyring_fixtures import plaintext_keyring
 from test_auth import WatchedOutput, free_port
 
-from releaseosd.config import SoundCloudConfig
+from releaseosd.model.config import SoundCloudConfig
+from releaseosd.rehearsal.sandbox import RecordedRequest, Sandbox
 from releaseosd.soundcloud import auth
 from releaseosd.soundcloud.client import SoundCloudClient
 from releaseosd.soundcloud.errors import LoginFailed
-from releaseosd.soundcloud.sandbox import RecordedRequest, Sandbox
 from releaseosd.soundcloud.tokens import TokenManager, TokenSet, TokenStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -174,7 +174,7 @@ def test_timeout_fails_cleanly(config: SoundCloudConfig, store: TokenStore) -> N
 CHILD = textwrap.dedent(
     """
     import json, sys
-    from releaseosd.config import SoundCloudConfig
+    from releaseosd.model.config import SoundCloudConfig
     from releaseosd.soundcloud import auth
     config = SoundCloudConfig(**json.loads(sys.argv[2]))
     command = sys.argv[1]

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from keyring_fixtures import MemoryKeyring
 
-from releaseosd.config import SoundCloudConfig
+from releaseosd.model.config import SoundCloudConfig
 from releaseosd.soundcloud.client import SoundCloudClient, TrackFields
 from releaseosd.soundcloud.errors import (
     NeedsLogin,

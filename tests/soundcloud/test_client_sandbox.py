@@ -15,7 +15,8 @@ import httpx
 import pytest
 from keyring_fixtures import plaintext_keyring
 
-from releaseosd.config import SoundCloudConfig
+from releaseosd.model.config import SoundCloudConfig
+from releaseosd.rehearsal.sandbox import Quota, RecordedRequest, Sandbox
 from releaseosd.soundcloud import client as client_module
 from releaseosd.soundcloud.client import SoundCloudClient, TrackFields, connect
 from releaseosd.soundcloud.errors import (
@@ -28,7 +29,6 @@ from releaseosd.soundcloud.errors import (
     artwork_5xx_streak,
     should_drop_artwork,
 )
-from releaseosd.soundcloud.sandbox import Quota, RecordedRequest, Sandbox
 from releaseosd.soundcloud.tokens import TokenManager, TokenSet, TokenStore
 
 SpecChecker = Callable[[RecordedRequest], list[str]]

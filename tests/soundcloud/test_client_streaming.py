@@ -65,7 +65,7 @@ CHILD = textwrap.dedent(
     import hashlib, json, resource, sys
     from pathlib import Path
     import httpx
-    from releaseosd.config import SoundCloudConfig
+    from releaseosd.model.config import SoundCloudConfig
     from releaseosd.soundcloud.client import SoundCloudClient, TrackFields
     from releaseosd.soundcloud.tokens import MemoryKeyring, TokenManager, TokenSet, TokenStore
 

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from spec_check import SPEC_PATH, Spec, check_request, load_spec
 
-from releaseosd.soundcloud.sandbox import (
+from releaseosd.rehearsal.sandbox import (
     PLAYLIST_FORM_REQUEST,
     PLAYLIST_METADATA,
     TRACK_DATA_REQUEST,
@@ -791,7 +791,7 @@ def test_serve_forever_as_a_process_keeps_its_data(tmp_path: Path) -> None:
     data = tmp_path / "cli-data"
     code = (
         "import sys; from pathlib import Path; "
-        "from releaseosd.soundcloud.sandbox import serve_forever; "
+        "from releaseosd.rehearsal.sandbox import serve_forever; "
         "serve_forever(0, Path(sys.argv[1]))"
     )
     env = os.environ | {"PYTHONPATH": str(REPO)}

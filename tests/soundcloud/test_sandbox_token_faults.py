@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from releaseosd.soundcloud.sandbox import Sandbox
+from releaseosd.rehearsal.sandbox import Sandbox
 
 # The app tests/soundcloud/conftest.py registers with the `sandbox` fixture.
 CLIENT_ID = "sandbox-test-client"

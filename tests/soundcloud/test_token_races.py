@@ -34,11 +34,11 @@ from daemon_harness import (
 )
 from keyring_fixtures import MemoryKeyring
 
-from releaseosd.config import SoundCloudConfig
+from releaseosd.model.config import SoundCloudConfig
+from releaseosd.rehearsal.sandbox import Sandbox
 from releaseosd.soundcloud import auth
 from releaseosd.soundcloud.client import SoundCloudClient
 from releaseosd.soundcloud.errors import NeedsLogin, Retryable
-from releaseosd.soundcloud.sandbox import Sandbox
 from releaseosd.soundcloud.tokens import (
     LoginOutlook,
     TokenManager,
@@ -59,7 +59,7 @@ from pathlib import Path
 sys.path.insert(0, {daemon_tests!r})
 import httpx
 from daemon_harness import CLIENT_ID, file_token_store
-from releaseosd.config import SoundCloudConfig
+from releaseosd.model.config import SoundCloudConfig
 from releaseosd.soundcloud.client import SoundCloudClient
 from releaseosd.soundcloud.errors import SoundCloudError
 from releaseosd.soundcloud.tokens import TokenManager
@@ -118,7 +118,7 @@ def box(tmp_path: Path) -> Iterator[Sandbox]:
 @pytest.fixture
 def refresher(tmp_path: Path) -> Path:
     script = tmp_path / "refresher.py"
-    script.write_text(REFRESHER.format(daemon_tests=str(REPO / "tests" / "daemon")))
+    script.write_text(REFRESHER.format(daemon_tests=str(REPO / "tests" / "e2e")))
     return script
 
 

@@ -15,7 +15,7 @@ import keyring.backends.null
 import pytest
 from keyring_fixtures import LockedKeyring, MemoryKeyring, plaintext_keyring
 
-from releaseosd.config import SoundCloudConfig
+from releaseosd.model.config import SoundCloudConfig
 from releaseosd.soundcloud.client import SoundCloudClient
 from releaseosd.soundcloud.errors import KeyringUnavailable, NeedsLogin, NotConfigured, Retryable
 from releaseosd.soundcloud.tokens import TokenManager, TokenSet, TokenStore

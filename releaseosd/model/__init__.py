@@ -1,0 +1,1 @@
+"""What a track is and where it is kept: config, sidecar, track record, states, store."""

@@ -1,0 +1,1 @@
+"""`releaseosd run --sandbox`: the SoundCloud stand-in the product ships for rehearsals."""

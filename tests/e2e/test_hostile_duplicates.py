@@ -1,0 +1,105 @@
+"""One master, several files: a DAW's 'export WAV + FLAC/MP3' leaves two audio files beside one
+sidecar."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from daemon_harness import ThreadedDaemon, dump, make_audio, read_tracks, wait_for, write_config
+
+from releaseosd.model.states import State
+from releaseosd.rehearsal.sandbox import Sandbox
+
+# The CLI reaches the in-process daemon over its control socket.
+pytestmark = pytest.mark.usefixtures("runtime_dir")
+
+SETTLED = (State.RELEASED, State.PUBLISHED, State.INVALID, State.FAILED)
+
+
+def _flac_of(wav: Path, flac: Path) -> Path:
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-i", str(wav), "-c:a", "flac", str(flac)], check=True
+    )
+    return flac
+
+
+def test_the_same_samples_as_wav_and_flac_are_one_track(
+    tmp_path: Path, sandbox: Sandbox, token_store: Any
+) -> None:
+    """README: 'Audio is recognised by its decoded samples, not its file bytes.' A lossless FLAC
+    of the very WAV holds the same samples; it is not uploaded a second time."""
+    config = write_config(tmp_path, sandbox.base_url)
+    exports, state = tmp_path / "exports", tmp_path / "state"
+    wav = make_audio(tmp_path / "src" / "Master.wav", freq=515)
+    flac = _flac_of(wav, tmp_path / "src" / "Master Copy.flac")
+    with ThreadedDaemon(config, token_store):
+        (exports / "Master.yaml").write_text("title: Master\nsharing: public\n")
+        (exports / "Master.wav").write_bytes(wav.read_bytes())
+        wait_for(
+            lambda: [t for t in read_tracks(state) if t.state in SETTLED], what="first settled"
+        )
+        (exports / "Master Copy.yaml").write_text("title: Master Copy\nsharing: public\n")
+        (exports / "Master Copy.flac").write_bytes(flac.read_bytes())
+        wait_for(
+            lambda: len([t for t in read_tracks(state) if t.state in SETTLED]) == 2,
+            timeout=60,
+            what="both settled",
+        )
+    assert len(sandbox.tracks()) == 1, "the same samples went up twice:\n" + dump(state)
+
+
+def test_export_wav_and_mp3_beside_one_sidecar_is_one_upload(
+    tmp_path: Path, sandbox: Sandbox, token_store: Any
+) -> None:
+    """Ableton/Logic/Bitwig can write 'Night Drive.wav' and 'Night Drive.mp3' in one export. Both
+    match 'Night Drive.yaml'; one sidecar is one track, so only one of them goes up."""
+    config = write_config(tmp_path, sandbox.base_url)
+    exports, state = tmp_path / "exports", tmp_path / "state"
+    (exports / "Night Drive.yaml").write_text("title: Night Drive\nsharing: public\n")
+    make_audio(exports / "Night Drive.wav", freq=525)
+    make_audio(exports / "Night Drive.mp3", freq=525, codec="libmp3lame")
+    with ThreadedDaemon(config, token_store):
+        wait_for(
+            lambda: len([t for t in read_tracks(state) if t.state in SETTLED]) == 2,
+            timeout=60,
+            what="both settled",
+        )
+    titles = [t["title"] for t in sandbox.tracks()]
+    assert len(titles) == 1, f"one export, {len(titles)} uploads {titles}:\n" + dump(state)
+
+
+def test_a_copy_of_a_re_export_made_after_upload_is_a_copy_not_a_new_track(
+    tmp_path: Path, sandbox: Sandbox, token_store: Any
+) -> None:
+    """Chaos seed 7: 'Tide' went up, was re-exported (reported, not uploaded), and the new file
+    was copied, retagged, into another folder with a sidecar of its own: that copy went up as a
+    second track, though the same audio is in an export that already has one."""
+    config = write_config(tmp_path, sandbox.base_url)
+    exports, state = tmp_path / "exports", tmp_path / "state"
+    (exports / "Tide.yaml").write_text("title: Tide\nsharing: public\n")
+    make_audio(exports / "Tide.wav", freq=531)
+    with ThreadedDaemon(config, token_store):
+        wait_for(lambda: (t := read_tracks(state)) and t[0].state == State.RELEASED, what="up")
+        make_audio(exports / "Tide.wav", freq=532)  # the new mix, in place
+        wait_for(lambda: read_tracks(state)[0].local_change, what="re-export reported")
+        (exports / "backup").mkdir()
+        (exports / "backup" / "Tide Copy.yaml").write_text("title: Tide Copy\nsharing: public\n")
+        make_audio(
+            exports / "backup" / "Tide Copy.wav", freq=532, options=("-metadata", "title=Other")
+        )
+        copy = wait_for(
+            lambda: next((t for t in read_tracks(state) if t.title != "Tide"), None),
+            what="the copy's record",
+        )
+        refused = wait_for(
+            lambda: (
+                (t := next(x for x in read_tracks(state) if x.id == copy.id)).state in SETTLED and t
+            ),
+            what="the copy settled",
+        )
+    assert refused.state == State.INVALID and refused.duplicate_of, dump(state)
+    assert "Tide.wav" in (refused.last_error or "")
+    assert len(sandbox.tracks()) == 1

@@ -1,0 +1,147 @@
+"""Folders moved at awkward moments (found by the chaos run, seed 10)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from daemon_harness import (
+    ThreadedDaemon,
+    command,
+    dump,
+    eventually,
+    in_state,
+    make_audio,
+    read_tracks,
+    wait_for,
+    write_config,
+)
+
+from releaseosd.media import build as build_module
+from releaseosd.model.states import State
+from releaseosd.rehearsal.sandbox import Sandbox
+
+pytestmark = pytest.mark.usefixtures("runtime_dir")
+
+
+def test_a_removed_track_whose_folder_is_renamed_stays_removed(
+    tmp_path: Path, sandbox: Sandbox, token_store: Any
+) -> None:
+    """`remove --remote`, then the producer tidies the folders: the removed file, moved, went up
+    again as a new track."""
+    config = write_config(tmp_path, sandbox.base_url)
+    exports, state = tmp_path / "exports", tmp_path / "state"
+    session = exports / "Session"
+    session.mkdir()
+    (session / "Taken Down.yaml").write_text("title: Taken Down\nsharing: public\n")
+    make_audio(session / "Taken Down.wav", freq=721)
+    with ThreadedDaemon(config, token_store):
+        wait_for(lambda: in_state(state, "Taken Down", State.RELEASED), what="released")
+        command(config, "remove", track="Taken Down", remote=True)
+        wait_for(lambda: sandbox.tracks() == [], what="deleted on SoundCloud")
+        session.rename(exports / "Session (old)")
+        (exports / "Session (old)").rename(exports / "Archive")
+        left = wait_for(
+            lambda: (
+                (ts := read_tracks(state))
+                and all(t.audio_path.startswith(str(exports / "Archive")) for t in ts)
+                and ts
+            ),
+            what="the removed record following its file",
+        )
+        assert eventually(lambda: sandbox.tracks(), timeout=3) is None, dump(state)
+    assert [t.state for t in left] == [State.REMOVED], dump(state)
+    assert [r for r in sandbox.requests if r.method == "POST" and r.path == "/tracks"][1:] == []
+
+
+def test_a_folder_moved_while_its_track_is_built_keeps_one_record_that_follows_it(
+    tmp_path: Path, sandbox: Sandbox, token_store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The move landed while the preview was being made: the build's record stayed `pending`
+    with no reason at the old path, and a second record took the file at the new one."""
+    building, go = threading.Event(), threading.Event()
+    original = build_module.build_assets
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        if not go.is_set():
+            building.set()
+            go.wait(30)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(build_module, "build_assets", slow)
+    config = write_config(tmp_path, sandbox.base_url)
+    exports, state = tmp_path / "exports", tmp_path / "state"
+    session = exports / "Session"
+    session.mkdir()
+    (session / "Wanderer.yaml").write_text("title: Wanderer\nsharing: public\n")
+    make_audio(session / "Wanderer.wav", freq=722)
+    with ThreadedDaemon(config, token_store):
+        assert building.wait(30)
+        session.rename(exports / "Moved")
+        # The new place is seen (and must be recognised) while the build still runs.
+        eventually(lambda: len(read_tracks(state)) > 1, timeout=2)
+        go.set()
+        done = wait_for(lambda: in_state(state, "Wanderer", State.RELEASED), what="released")
+    assert [t.id for t in read_tracks(state)] == [done.id], dump(state)
+    assert done.audio_path == str(exports / "Moved" / "Wanderer.wav")
+    assert len(sandbox.tracks()) == 1
+
+
+def test_an_export_deleted_while_it_is_built_says_it_is_gone(
+    tmp_path: Path, sandbox: Sandbox, token_store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    building, go = threading.Event(), threading.Event()
+    original = build_module.build_assets
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        building.set()
+        go.wait(30)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(build_module, "build_assets", slow)
+    config = write_config(tmp_path, sandbox.base_url)
+    exports, state = tmp_path / "exports", tmp_path / "state"
+    (exports / "Brief.yaml").write_text("title: Brief\nsharing: public\n")
+    audio = make_audio(exports / "Brief.wav", freq=723)
+    with ThreadedDaemon(config, token_store):
+        assert building.wait(30)
+        kept = audio.read_bytes()
+        audio.unlink()
+        go.set()
+        waiting = wait_for(
+            lambda: (t := in_state(state, "Brief", State.PENDING)) and t.last_error and t,
+            what="waiting for its file",
+        )
+        assert "Brief.wav is gone" in (waiting.last_error or "")
+        audio.write_bytes(kept)
+        wait_for(lambda: in_state(state, "Brief", State.RELEASED), what="back and released")
+    assert len(read_tracks(state)) == 1 and len(sandbox.tracks()) == 1
+
+
+def test_a_track_re_exported_after_upload_follows_its_folder_when_it_moves(
+    tmp_path: Path, sandbox: Sandbox, token_store: Any
+) -> None:
+    """Seed 7: the record knew only the stat of the audio it uploaded, so once the export was
+    re-exported (reported, not uploaded) a moved folder made the file a new track."""
+    config = write_config(tmp_path, sandbox.base_url)
+    exports, state = tmp_path / "exports", tmp_path / "state"
+    session = exports / "Session"
+    session.mkdir()
+    (session / "Second Mix.yaml").write_text("title: Second Mix\nsharing: public\n")
+    make_audio(session / "Second Mix.wav", freq=724)
+    with ThreadedDaemon(config, token_store):
+        first = wait_for(lambda: in_state(state, "Second Mix", State.RELEASED), what="released")
+        make_audio(session / "Second Mix.wav", freq=725)
+        wait_for(lambda: (t := read_tracks(state)[0]).local_change and t, what="reported")
+        session.rename(exports / "Final")
+        moved = wait_for(
+            lambda: (
+                (t := read_tracks(state)[0]).audio_path.startswith(str(exports / "Final")) and t
+            ),
+            what="the record following its file",
+        )
+        assert eventually(lambda: len(read_tracks(state)) > 1, timeout=3) is None, dump(state)
+    assert moved.id == first.id and moved.local_change is not None
+    assert len(sandbox.tracks()) == 1
