@@ -14,8 +14,8 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from releaseosd.app import sdnotify
-from releaseosd.events import EventBus
 from releaseosd.model.config import Config, load_config, rehearsal_state_dir
+from releaseosd.model.events import EventBus
 from releaseosd.model.states import State
 from releaseosd.model.store import OwnerLock, Store, prepare_state_dir
 

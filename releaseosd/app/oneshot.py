@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from releaseosd.events import EventBus, UploadProgress
 from releaseosd.model.config import Config
+from releaseosd.model.events import EventBus, UploadProgress
 from releaseosd.model.states import REMOTE, State
 from releaseosd.model.store import OwnerLock, StateDirBusy, Store, prepare_state_dir
 from releaseosd.model.track import Track, utcnow

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from releaseosd.events import (
+from releaseosd.model.events import (
     ArtworkDropped,
     Event,
     Failed,

@@ -53,7 +53,7 @@ from typing import Any
 from tinydb import Query, TinyDB
 from tinydb.storages import Storage
 
-from releaseosd.events import EventBus, StateChanged
+from releaseosd.model.events import EventBus, StateChanged
 from releaseosd.model.states import FINISHED, State, TransitionError, can_move
 from releaseosd.model.track import (
     HistoryEntry,

@@ -20,10 +20,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from releaseosd.events import Edited, EventBus
 from releaseosd.media.build import artwork_shows, build_shape
 from releaseosd.media.formats import AUDIO_SUFFIXES, LOSSLESS_SUFFIXES, is_audio
 from releaseosd.model.config import Config, outside_its_root
+from releaseosd.model.events import Edited, EventBus
 from releaseosd.model.metadata import metadata_for, stored_sidecar
 from releaseosd.model.sidecar import (
     FOLDER_DEFAULTS_NAMES,

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from releaseosd.events import EventBus, LoginBeforeRelease
+from releaseosd.model.events import EventBus, LoginBeforeRelease
 from releaseosd.model.localtime import shown
 from releaseosd.model.states import State
 from releaseosd.model.store import Store

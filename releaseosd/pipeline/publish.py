@@ -13,7 +13,7 @@ import datetime as dt
 import logging
 from typing import Any
 
-from releaseosd.events import Failed, Released, Uploaded
+from releaseosd.model.events import Failed, Released, Uploaded
 from releaseosd.model.states import State
 from releaseosd.model.track import Retrying, Track
 from releaseosd.pipeline.retry import at, plan_for

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from releaseosd.events import EventBus, Failed
 from releaseosd.model.config import Config
+from releaseosd.model.events import EventBus, Failed
 from releaseosd.model.failure import Failure, Kind
 from releaseosd.model.states import State
 from releaseosd.model.store import Store
@@ -77,7 +77,7 @@ def upload_sharing(track: Track) -> str:
 def wait_for_user(store: Store, events: EventBus, track_id: str, exc: Exception) -> None:
     """Park a track in needs_login, remembering the state it waited in so it resumes there.
     One notification per episode, not one per track."""
-    from releaseosd.events import NeedsLogin as LoginNeeded
+    from releaseosd.model.events import NeedsLogin as LoginNeeded
     from releaseosd.soundcloud.errors import NeedsLogin
 
     others_waiting = [t for t in store.in_states(State.NEEDS_LOGIN) if t.id != track_id]

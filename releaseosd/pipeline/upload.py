@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from releaseosd.events import ArtworkDropped, Failed, UploadProgress
+from releaseosd.model.events import ArtworkDropped, Failed, UploadProgress
 from releaseosd.model.states import State
 from releaseosd.model.track import AudioStat, Retrying, Track, gone_message
 from releaseosd.pipeline.retry import at, plan_for, plan_retry

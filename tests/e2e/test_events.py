@@ -18,7 +18,7 @@ from daemon_harness import (
     write_config,
 )
 
-from releaseosd.events import (
+from releaseosd.model.events import (
     Edited,
     Event,
     Released,

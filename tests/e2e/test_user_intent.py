@@ -208,8 +208,8 @@ def test_upload_preview_sends_the_preview_as_built_not_the_export(
 
 
 def test_the_quota_check_counts_the_preview_as_built(tmp_path: Path) -> None:
-    from releaseosd.events import EventBus
     from releaseosd.model.config import Config
+    from releaseosd.model.events import EventBus
     from releaseosd.model.store import Store
     from releaseosd.model.track import Track
     from releaseosd.pipeline.stage import Stage

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from releaseosd.model.states import State
 from releaseosd.model.track import utcnow
 
-log = logging.getLogger("releaseosd.events")
+log = logging.getLogger("releaseosd.model.events")
 
 
 @dataclass(frozen=True, kw_only=True)
