@@ -23,7 +23,7 @@ from releaseosd.model.store import Store
 from releaseosd.model.track import AudioStat, Retrying, Track, remove_built_files, utcnow
 
 if TYPE_CHECKING:
-    from releaseosd.soundcloud.client import SoundCloudClient
+    from releaseosd.soundcloud.remote import Remote
 
 log = logging.getLogger("releaseosd.app.commands")
 
@@ -44,7 +44,7 @@ class Hooks:
     kick: Callable[[], None] = lambda: None
     wake: Callable[[str, dt.datetime], None] = lambda _id, _when: None
     rebuild: Callable[[str], None] = lambda _path: None
-    client: Callable[[], SoundCloudClient] | None = None
+    client: Callable[[], Remote] | None = None
     # Keeps the scheduler off a track while a command changes it (no upload or release races it).
     hold: Callable[[str], AbstractContextManager[None]] = lambda _id: contextlib.nullcontext()
 

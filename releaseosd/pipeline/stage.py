@@ -21,7 +21,8 @@ from releaseosd.model.track import Retrying, Track, utcnow
 from releaseosd.pipeline.retry import at, plan_for
 
 if TYPE_CHECKING:
-    from releaseosd.soundcloud.client import SoundCloudClient, TrackFields
+    from releaseosd.soundcloud.client import TrackFields
+    from releaseosd.soundcloud.remote import Remote
 
 log = logging.getLogger("releaseosd.pipeline.stage")
 
@@ -102,7 +103,7 @@ class Stage:
 
     config: Config
     store: Store
-    client: Callable[[], SoundCloudClient]
+    client: Callable[[], Remote]
     events: EventBus
     wake: Wake
     clock: Callable[[], dt.datetime] = utcnow
