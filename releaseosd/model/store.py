@@ -803,6 +803,7 @@ class _Indexes:
             for name in (
                 "folder",
                 "named",
+                "file_name",
                 "sha256",
                 "digest",
                 "local_change",
@@ -826,6 +827,7 @@ class _Indexes:
         keys: list[tuple[str, Any]] = [
             ("folder", folder),
             ("named", (folder, stem)),
+            ("file_name", name),
             ("state", doc.get("state")),
         ]
         if doc.get("sha256"):
@@ -1016,6 +1018,11 @@ class Store:
             if stem is None:
                 return self._tracks_of(self._indexes.get("folder", str(folder)))
             return self._tracks_of(self._indexes.get("named", (str(folder), stem)))
+
+    def by_file_name(self, name: str) -> list[Track]:
+        """Tracks whose audio file has this name, in any folder."""
+        with self._lock:
+            return self._tracks_of(self._indexes.get("file_name", name))
 
     def by_audio_path(self, audio_path: Path) -> Track | None:
         with self._lock:

@@ -239,6 +239,11 @@ class Ingest:
                 if moved is not None:
                     self._sidecar_changed(moved, path, read)
                     return True
+                carried = self._moved_with_its_sidecar(path, read.digest)
+                if carried is not None:
+                    # Its folder moved and the export was saved again meanwhile: the record
+                    # follows, and the new audio is looked at as that track's re-export.
+                    return self._audio_stable(path, recheck=True)
             try:
                 info = probe(path)
             except AudioIncomplete as exc:
@@ -461,6 +466,23 @@ class Ingest:
         for track in self.store.by_inode(stat.device, stat.inode):
             if track.audio_stat == stat and not Path(track.audio_path).exists():
                 log.info("%s: moved from %s", path, track.audio_path)
+                return self.store.update(track.id, self._moved_to(path), note="moved")
+        return None
+
+    def _moved_with_its_sidecar(self, path: Path, sidecar_digest: str | None) -> Track | None:
+        """A record whose export went away from a file of this name, and whose sidecar files
+        are here, unchanged: the folder moved, and the audio in it was saved again on the way
+        (so it is not the same file any more, and no inode says where it went)."""
+        if sidecar_digest is None:
+            return None
+        for track in self.store.by_file_name(path.name):
+            if (
+                track.sidecar_digest == sidecar_digest
+                and track.state != State.REMOVED
+                and not track.duplicate_of
+                and not Path(track.audio_path).exists()
+            ):
+                log.info("%s: moved with its sidecar from %s", path, track.audio_path)
                 return self.store.update(track.id, self._moved_to(path), note="moved")
         return None
 

@@ -14,6 +14,7 @@ from daemon_harness import (
     eventually,
     in_state,
     make_audio,
+    pause_before_start,
     read_tracks,
     wait_for,
     write_config,
@@ -145,3 +146,64 @@ def test_a_track_re_exported_after_upload_follows_its_folder_when_it_moves(
         assert eventually(lambda: len(read_tracks(state)) > 1, timeout=3) is None, dump(state)
     assert moved.id == first.id and moved.local_change is not None
     assert len(sandbox.tracks()) == 1
+
+
+def test_a_folder_moved_and_its_export_saved_again_meanwhile_is_still_one_track(
+    tmp_path: Path, sandbox: Sandbox, token_store: Any
+) -> None:
+    """Chaos seed 1001: the folder moved and the DAW wrote a new mix into the new place before
+    the daemon looked: no inode led there, so a second record uploaded the new mix as a second
+    track. The sidecar, moved unchanged, says whose export it is."""
+    config = write_config(tmp_path, sandbox.base_url)
+    exports, state = tmp_path / "exports", tmp_path / "state"
+    session = exports / "Session"
+    session.mkdir()
+    (session / "Carried.yaml").write_text("title: Carried\nsharing: public\n")
+    make_audio(session / "Carried.wav", freq=726)
+    with ThreadedDaemon(config, token_store):
+        first = wait_for(lambda: in_state(state, "Carried", State.RELEASED), what="released")
+    session.rename(exports / "Later")
+    make_audio(exports / "Later" / "Carried.wav", freq=727)  # a new file, a new inode
+    with ThreadedDaemon(config, token_store):
+        moved = wait_for(
+            lambda: (
+                (t := read_tracks(state)[0]).local_change
+                and t.audio_path.startswith(str(exports / "Later"))
+                and t
+            ),
+            what="the record following, the new mix reported",
+        )
+        assert eventually(lambda: len(read_tracks(state)) > 1, timeout=3) is None, dump(state)
+    assert moved.id == first.id
+    assert len(sandbox.tracks()) == 1
+
+
+def test_a_queued_track_moved_and_saved_again_goes_up_once_as_the_new_mix(
+    tmp_path: Path, sandbox: Sandbox, token_store: Any
+) -> None:
+    config = write_config(tmp_path, sandbox.base_url)
+    exports, state = tmp_path / "exports", tmp_path / "state"
+    session = exports / "Session"
+    session.mkdir()
+    (session / "Queued.yaml").write_text("title: Queued\nsharing: public\n")
+    make_audio(session / "Queued.wav", freq=728)
+    pause_before_start(state)
+    with ThreadedDaemon(config, token_store):
+        first = wait_for(lambda: in_state(state, "Queued", State.READY), what="queued")
+    session.rename(exports / "Later")
+    new_mix = make_audio(exports / "Later" / "Queued.wav", freq=729)
+    with ThreadedDaemon(config, token_store):
+        wait_for(
+            lambda: (
+                (t := in_state(state, "Queued", State.READY))
+                and t.audio_path.startswith(str(exports / "Later"))
+                and t.audio_stat is not None
+                and t.audio_stat.inode == new_mix.stat().st_ino
+            ),
+            what="rebuilt from the new mix",
+        )
+        command(config, "resume")
+        done = wait_for(lambda: in_state(state, "Queued", State.RELEASED), what="released")
+    assert [t.id for t in read_tracks(state)] == [first.id] and done.id == first.id
+    assert len(sandbox.tracks()) == 1
+    assert done.soundcloud.sha256 == done.sha256 != first.sha256
