@@ -22,7 +22,8 @@ Crash safety. `store.json` is written by AtomicJSONStorage: a temporary file, fs
 over the old one, then the folder fsynced; after a crash it holds the old data or the new, never
 a mix (TinyDB's own JSONStorage rewrites in place). A journal line is appended and fsynced; a
 line cut short by a crash (the last one, never followed by another) is ignored, and the owner
-truncates it on open. A change is written in this order: its history entry, the record in its
+truncates it on open; a last line that is a whole record without its newline (an editor's save)
+is a record, and the owner ends it. A change is written in this order: its history entry, the record in its
 new place, the record out of its old place. The record's write is the commit: a history entry
 newer than its track's record (a crash before the commit) is dropped on open, and a record found
 in both files (a crash mid-move) is the copy with the higher rev; the other goes.
@@ -197,6 +198,9 @@ class _Lines:
     whole: int
     raw: bytes
     ends: list[int] | None = None  # where each object's line ends, when not one per line
+    # The last record is whole but its newline is not in the file (`raw` has it): an editor
+    # that saves without a final newline, or a crash that cut exactly the newline.
+    unterminated: bool = False
 
     def end_of(self, count: int) -> int:
         """Where the line of the `count`-th object ends (0: the start of the file)."""
@@ -210,7 +214,24 @@ class _Lines:
         return pos
 
 
+def _terminated(raw: bytes) -> bytes:
+    """The journal with its last line ended, if that line is a whole record whose newline is
+    missing. A line a crash cut short never is one: no proper prefix of a JSON object is a JSON
+    object. Throwing such a line away would lose a record (and, in the archive, a track)."""
+    tail = raw[raw.rfind(b"\n") + 1 :]
+    if tail.strip() and _is_object(tail):
+        return raw + b"\n"
+    return raw
+
+
 def _parse_journal(path: Path, raw: bytes) -> _Lines:
+    ended = _terminated(raw)
+    lines = _parse_ended(path, ended)
+    lines.unterminated = ended is not raw
+    return lines
+
+
+def _parse_ended(path: Path, raw: bytes) -> _Lines:
     # After the last newline: nothing, or a line whose write never completed.
     whole = raw.rfind(b"\n") + 1
     if not whole:
@@ -275,6 +296,11 @@ class Journal:
 
     def read(self, repair: bool) -> _Lines:
         read = _read_journal(self.path)
+        if repair and read.unterminated:
+            log.warning("%s: its last line had no newline; one is added", self.path)
+            fd = self._open()
+            os.write(fd, b"\n")
+            os.fsync(fd)
         if repair and read.whole < len(read.raw):
             log.warning(
                 "%s: ignoring the last %d bytes, a line a crash cut short",
@@ -728,7 +754,7 @@ def read_status(state_dir: Path) -> list[str]:
                     for d in sorted(read_docs(state_dir), key=status_order)
                 ]
             try:
-                raw = (state_dir / ARCHIVE_FILE).read_bytes()
+                raw = _terminated((state_dir / ARCHIVE_FILE).read_bytes())
             except FileNotFoundError:
                 raw = b""
             heads = _archive_heads(state_dir / ARCHIVE_FILE, raw)

@@ -124,7 +124,7 @@ def _compactor(state_dir: Path, report_fd: int) -> None:
         track = store.get(ids[i % len(ids)])
         assert track is not None
         if kind == 3:
-            store.update(track.id, lambda t: setattr(t, "attempts", i), note=f"move {i}")
+            store.transition(track.id, track.state, note=f"move {i}", attempts=i)  # a note only
         else:
             to = State.SCHEDULED if track.state == State.PUBLISHED else State.PUBLISHED
             store.transition(track.id, to, note=f"move {i}", attempts=i)
@@ -375,3 +375,33 @@ def test_a_migrated_store_is_never_migrated_again_from_its_backup(tmp_path: Path
         assert view(Store.open(tmp_path).all()) == expected
     assert (tmp_path / f"{STORE_FILE}.v2.bak").read_bytes() == backup
     assert added.id in {d["id"] for d in read_docs(tmp_path)}
+
+
+# --- journals edited by hand, or cut short in the middle --------------------------------------
+
+
+@pytest.mark.parametrize("name", [ARCHIVE_FILE, HISTORY_FILE])
+def test_a_journal_saved_without_its_last_newline_loses_nothing(tmp_path: Path, name: str) -> None:
+    """An editor that saves without a final newline (or a crash that cut exactly the newline):
+    the last line is a whole record, not a line cut short, and must not be thrown away."""
+    store = Store.open(tmp_path)
+    for i in range(3):
+        published(store, f"Done {i}", i)
+    store.close()
+    expected = view(read_tracks(tmp_path))
+    path = tmp_path / name
+    path.write_bytes(path.read_bytes().rstrip(b"\n"))
+    assert view(read_tracks(tmp_path)) == expected
+    assert len(read_status(tmp_path)) == 3
+    reopened = Store.open(tmp_path)
+    assert view(reopened.all()) == expected
+    # What is appended next starts on a line of its own.
+    first = reopened.all()[0]
+    reopened.transition(first.id, State.RELEASED, note="after the edit")
+    reopened.close()
+    again = Store.open(tmp_path)
+    assert len(again.all()) == 3
+    got = again.get(first.id)
+    assert got is not None and got.state == State.RELEASED
+    assert got.history[-1].note == "after the edit"
+    assert len(got.history) == len(expected[first.id][1]) + 1
