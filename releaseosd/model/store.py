@@ -262,13 +262,29 @@ def _parse_lines(path: Path, raw: bytes, whole: int) -> _Lines:
             ends.append(pos)
             continue
         if any(_is_object(later) for later in segments[i + 1 :]):
-            raise StoreError(
-                f"{path}: line {i + 1} is not a JSON record, and records follow it; it was "
-                "not written by releaseosd. Restore the state folder from a backup, or move "
-                "this file away (what it holds is lost)."
-            )
+            raise StoreError(_broken_line(path, i + 1, segment))
         return _Lines(objects, start, raw, ends)
     return _Lines(objects, whole, raw, ends)
+
+
+def _broken_line(path: Path, number: int, segment: bytes) -> str:
+    """What to do about a line in the middle of a journal that is not a record: only that line
+    is in question, so that is what the producer is asked to deal with (moving the file away
+    would lose every record in it, and with the archive every finished track)."""
+    shown = segment[:60].decode("utf-8", "replace")
+    what = (
+        "one version of a finished track; if it was that track's only line, its export is "
+        "taken for a new track"
+        if path.name == ARCHIVE_FILE
+        else "one history entry"
+    )
+    return (
+        f"{path}: line {number} is not a JSON record, and records follow it (disk trouble, or "
+        f"an edit gone wrong): {shown!r}{'...' if len(segment) > 60 else ''}. Nothing was "
+        f"changed. Mend that line, or delete line {number} (only what it held is lost: {what}), "
+        "or restore the state folder from a backup; do not move the file away, which would "
+        "lose every record in it."
+    )
 
 
 def _is_object(segment: bytes) -> bool:

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from releaseosd.model.store import (
     HISTORY_FILE,
     STORE_FILE,
     Store,
+    StoreError,
     read_docs,
     read_status,
     read_tracks,
@@ -405,3 +407,37 @@ def test_a_journal_saved_without_its_last_newline_loses_nothing(tmp_path: Path, 
     assert got is not None and got.state == State.RELEASED
     assert got.history[-1].note == "after the edit"
     assert len(got.history) == len(expected[first.id][1]) + 1
+
+
+@pytest.mark.parametrize("name", [ARCHIVE_FILE, HISTORY_FILE])
+def test_a_broken_line_in_the_middle_names_the_file_and_the_line_and_loses_nothing(
+    tmp_path: Path, name: str
+) -> None:
+    """A line in the middle that is not a record (disk trouble, an edit gone wrong): opening
+    refuses with a message that names the file and the line, says what to do without telling
+    the producer to throw away every other record in the file, and changes nothing on disk."""
+    store = Store.open(tmp_path)
+    for i in range(3):
+        published(store, f"Done {i}", i)
+    store.close()
+    path = tmp_path / name
+    text = path.read_text().splitlines(keepends=True)
+    text[1] = text[1][: len(text[1]) // 2] + "\n"
+    path.write_text("".join(text))
+    before = {n: (tmp_path / n).read_bytes() for n in FILES}
+    attempts: list[Callable[[], object]] = [
+        lambda: Store.open(tmp_path),
+        lambda: read_tracks(tmp_path),
+    ]
+    if name == ARCHIVE_FILE:
+        attempts.append(lambda: read_status(tmp_path))
+    else:
+        assert len(read_status(tmp_path)) == 3  # status reads no history
+    for attempt in attempts:
+        with pytest.raises(StoreError) as caught:
+            attempt()
+        message = str(caught.value)
+        assert str(path) in message and "line 2" in message
+        assert "move this file away" not in message, message
+        assert "delete line 2" in message or "remove line 2" in message, message
+    assert {n: (tmp_path / n).read_bytes() for n in FILES} == before
