@@ -509,7 +509,9 @@ def _uncommitted_tail(lines: list[Doc], docs: Mapping[str, Doc], gone: Mapping[s
 # --- migrations -------------------------------------------------------------------------------
 # Each of MIGRATIONS takes the raw TinyDB data of version N and returns version N+1, up to
 # version 2; `_split_v2` turns that into the three files of version 3. They run by themselves
-# on open; the old file is kept beside the new ones as store.json.vN.bak.
+# on open; the old file is kept beside the new ones as store.json.vN.bak (store.json.vN.2.bak,
+# ... when an older backup is in the way), and journals that hold more than a migration cut
+# short could have left are kept as archive.jsonl.v3.bak and history.jsonl.v3.bak.
 
 
 def _migrate_1_to_2(data: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -614,6 +616,57 @@ def _upgrade(
         data = MIGRATIONS[version](data)
         version += 1
     return _split_v2(data)
+
+
+def _backup_names(path: Path, version: int) -> Iterator[Path]:
+    """store.json.v2.bak, then store.json.v2.2.bak, store.json.v2.3.bak, ..."""
+    yield path.with_name(f"{path.name}.v{version}.bak")
+    n = 2
+    while True:
+        yield path.with_name(f"{path.name}.v{version}.{n}.bak")
+        n += 1
+
+
+def _keep_backup(path: Path, version: int, data: dict[str, dict[str, Any]]) -> Path:
+    """A copy of the store about to be migrated, unless one is kept already (a migration cut
+    short and run again). An older backup in the way (an earlier migration, then the old file
+    put back and used) is left as it is: this one gets the next name."""
+    for backup in _backup_names(path, version):
+        if not backup.exists():
+            AtomicJSONStorage(backup).write(data)
+            if not backup.name.endswith(f".v{version}.bak"):
+                log.warning("store: %s is kept as %s (an older backup is in the way)", path, backup)
+            return backup
+        try:
+            if AtomicJSONStorage(backup).read() == data:
+                return backup
+        except StoreError:
+            continue
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _set_aside_if_newer(path: Path, migrated: set[str]) -> None:
+    """A migration replaces the journals: what a migration cut short left there may go, but a
+    journal holding anything else (a store used since, its store.json then replaced by an old
+    one: a backup put back) is renamed aside, not migrated over. A migration writes only rev 1
+    lines of the tracks it migrates."""
+    if not path.exists():
+        return
+    try:
+        lines = _read_journal(path).objects
+    except StoreError:
+        lines = [{}]  # not even readable: not ours to throw away either
+    if all(_rev(line) == 1 and line.get("id") in migrated for line in lines):
+        return
+    aside = next(p for p in _backup_names(path, SCHEMA_VERSION) if not p.exists())
+    os.replace(path, aside)
+    _fsync_folder(path.parent)
+    log.warning(
+        "store: %s holds records newer than the store.json being migrated (an old store.json "
+        "put back?); it is kept as %s, not migrated over",
+        path,
+        aside,
+    )
 
 
 def _check_version(path: Path, version: int) -> None:
@@ -989,10 +1042,12 @@ class Store:
         _check_version(self.path, version)
         if version == SCHEMA_VERSION:
             return
-        backup = self.path.with_name(f"{self.path.name}.v{version}.bak")
-        if not backup.exists():
-            AtomicJSONStorage(backup).write(data)
+        backup = _keep_backup(self.path, version, data)
         store, archive, history = _upgrade(data, version)
+        migrated = {str(doc.get("id")) for doc in store["tracks"].values()}
+        migrated |= {str(line.get("id")) for line in archive}
+        for journal in (self._history, self._archive):
+            _set_aside_if_newer(journal.path, migrated)
         self._history.replace(history)
         self._archive.replace(archive)
         AtomicJSONStorage(self.path).write(store)

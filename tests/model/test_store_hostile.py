@@ -441,3 +441,47 @@ def test_a_broken_line_in_the_middle_names_the_file_and_the_line_and_loses_nothi
         assert "move this file away" not in message, message
         assert "delete line 2" in message or "remove line 2" in message, message
     assert {n: (tmp_path / n).read_bytes() for n in FILES} == before
+
+
+def test_a_store_json_v2_put_back_over_a_used_v3_store_is_not_migrated_over_its_journals(
+    tmp_path: Path,
+) -> None:
+    """A backup of the v2 era put back as store.json (by hand, by a restore tool) beside the
+    journals of a store used since: the journals hold records the v2 file never had (tracks
+    released since). Migrating it again must not wipe them: they are kept beside it."""
+    shutil.copy(DATA / "store-v2.json", tmp_path / STORE_FILE)
+    store = Store.open(tmp_path)
+    newer = published(store, "Released since the migration", 7)
+    store.transition(newer.id, State.RELEASED, note="public")
+    store.close()
+    journals = {name: (tmp_path / name).read_bytes() for name in (ARCHIVE_FILE, HISTORY_FILE)}
+    shutil.copy(tmp_path / f"{STORE_FILE}.v2.bak", tmp_path / STORE_FILE)  # put back
+    Store.open(tmp_path).close()
+    kept = {
+        name: [p.read_bytes() for p in tmp_path.glob(f"{name}*.bak")]
+        for name in (ARCHIVE_FILE, HISTORY_FILE)
+    }
+    for name, content in journals.items():
+        assert content in kept[name], f"{name} of the newer store was migrated over"
+
+
+def test_a_second_migration_keeps_a_backup_of_what_it_migrated(tmp_path: Path) -> None:
+    """An older store.json.v2.bak is in the way (an earlier migration, then the v2 file used
+    again): the v2 data migrated now must still be kept, not only the older backup."""
+    shutil.copy(DATA / "store-v2.json", tmp_path / STORE_FILE)
+    Store.open(tmp_path).close()
+    older_backup = (tmp_path / f"{STORE_FILE}.v2.bak").read_bytes()
+    # Back to v2 for a while: the v2 file gets a new track.
+    data = json.loads(older_backup)
+    extra = json.loads(json.dumps(data["tracks"]["2"]))
+    extra.update(id="00000000000a", title="Made on v2 again", audio_path="/m/again.wav")
+    data["tracks"]["7"] = extra
+    for name in FILES:
+        (tmp_path / name).unlink()
+    (tmp_path / STORE_FILE).write_text(json.dumps(data))
+    store = Store.open(tmp_path)
+    assert "Made on v2 again" in {t.title for t in store.all()}
+    store.close()
+    backups = [json.loads(p.read_text()) for p in tmp_path.glob(f"{STORE_FILE}.v2*.bak")]
+    assert data in backups, "the v2 data just migrated has no backup"
+    assert json.loads(older_backup) in backups, "the older backup was overwritten"
