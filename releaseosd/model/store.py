@@ -906,12 +906,13 @@ class _Indexes:
                 "state",
                 "owing",
                 "warned",
+                "path",
             )
         }
         self.keys_of: dict[str, list[tuple[str, Any]]] = {}
-        # Audio path -> track id: the one most recently indexed there, live before removed.
-        self.path_of: dict[str, str] = {}
-        self.audio_of: dict[str, str] = {}
+        # Of the records on one audio path, the one found there: live before removed, then the
+        # newest (as a restart finds it, whichever changed last).
+        self.rank: dict[str, tuple[bool, int]] = {}
 
     def add(self, track_id: str, doc: Doc) -> None:
         self.discard(track_id)
@@ -919,6 +920,7 @@ class _Indexes:
         folder, name = os.path.split(audio)
         stem = os.path.splitext(name)[0]
         keys: list[tuple[str, Any]] = [
+            ("path", audio),
             ("folder", folder),
             ("named", (folder, stem)),
             ("state", doc.get("state")),
@@ -945,8 +947,7 @@ class _Indexes:
         for name_, key in keys:
             self.by[name_].setdefault(key, set()).add(track_id)
         self.keys_of[track_id] = keys
-        self.path_of[audio] = track_id
-        self.audio_of[track_id] = audio
+        self.rank[track_id] = (doc.get("state") != _REMOVED, _seq(doc))
 
     def discard(self, track_id: str) -> None:
         for name, key in self.keys_of.pop(track_id, ()):
@@ -955,9 +956,11 @@ class _Indexes:
                 ids.discard(track_id)
                 if not ids:
                     del self.by[name][key]
-        audio = self.audio_of.pop(track_id, None)
-        if audio is not None and self.path_of.get(audio) == track_id:
-            del self.path_of[audio]
+        self.rank.pop(track_id, None)
+
+    def path_of(self, audio: str) -> str | None:
+        ids = self.by["path"].get(audio)
+        return max(ids, key=lambda i: (self.rank[i], i)) if ids else None
 
     def get(self, name: str, key: Any) -> set[str]:
         return self.by[name].get(key, set())
@@ -1008,10 +1011,7 @@ class Store:
         self._rows: dict[str, tuple[tuple[dt.datetime, str], str]] = {}
         self._next_seq = max((_seq(d) for d in self._docs.values()), default=0) + 1
         self._indexes = _Indexes()
-        # Removed records first: where a live one has the same path, it is the one found.
-        for track_id, doc in sorted(
-            self._docs.items(), key=lambda item: item[1].get("state") != _REMOVED
-        ):
+        for track_id, doc in self._docs.items():
             self._indexes.add(track_id, doc)
         self._compact_if_due()
 
@@ -1116,7 +1116,7 @@ class Store:
 
     def by_audio_path(self, audio_path: Path) -> Track | None:
         with self._lock:
-            track_id = self._indexes.path_of.get(str(audio_path))
+            track_id = self._indexes.path_of(str(audio_path))
             return self._track(track_id) if track_id is not None else None
 
     def by_sha256(self, sha256: str) -> list[Track]:

@@ -485,3 +485,36 @@ def test_a_second_migration_keeps_a_backup_of_what_it_migrated(tmp_path: Path) -
     backups = [json.loads(p.read_text()) for p in tmp_path.glob(f"{STORE_FILE}.v2*.bak")]
     assert data in backups, "the v2 data just migrated has no backup"
     assert json.loads(older_backup) in backups, "the older backup was overwritten"
+
+
+# --- two tracks on one path -------------------------------------------------------------------
+
+
+def test_the_track_found_at_a_path_is_the_one_a_restart_finds(tmp_path: Path) -> None:
+    """A removed track and the new export made where it was share a path; so do a track and
+    its copy before the copy is deleted. Whatever changes, the store finds the live one there,
+    and the one it finds is the one it finds after a restart."""
+    store = Store.open(tmp_path)
+    old = store.insert(make_track("Night Drive", 1))
+    store.transition(old.id, State.REMOVED, note="removed by the producer")
+    path = Path(old.audio_path)
+    new = store.insert(make_track("Night Drive", 2))  # exported again, other audio
+    assert store.by_audio_path(path).id == new.id  # type: ignore[union-attr]
+    # Any change to the removed record (removed on SoundCloud too, its stat taken again).
+    store.transition(old.id, State.REMOVED, note="deleted on SoundCloud too")
+    assert store.by_audio_path(path).id == new.id, "a removed record hid the live one"  # type: ignore[union-attr]
+    # Two records on one path, the newer one deleted: the other is still found there.
+    first = store.insert(Track(title="Shared", audio_path="/music/shared.wav"))
+    second = store.insert(Track(title="Shared copy", audio_path="/music/shared.wav"))
+    store.delete(second.id)
+    found = store.by_audio_path(Path("/music/shared.wav"))
+    assert found is not None and found.id == first.id, "deleting one record lost the path"
+    # Two live records on one path: the same one before and after a restart, however they
+    # changed meanwhile.
+    a = store.insert(Track(title="A", audio_path="/music/both.wav"))
+    store.insert(Track(title="B", audio_path="/music/both.wav"))
+    store.update(a.id, lambda t: setattr(t, "attempts", 1))
+    paths = [path, Path("/music/shared.wav"), Path("/music/both.wav")]
+    now = [getattr(store.by_audio_path(p), "id", None) for p in paths]
+    reopened = Store.open(tmp_path)
+    assert [getattr(reopened.by_audio_path(p), "id", None) for p in paths] == now
