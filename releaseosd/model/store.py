@@ -1256,7 +1256,8 @@ class Store:
             self._write(track.id, doc, entries, fresh=True)
             self._next_seq += 1
             self._gone.pop(track.id, None)
-        self._changed(track, None, track.history[-1].note if track.history else "")
+            self._changed(track, None, track.history[-1].note if track.history else "")
+        self._deliver()
         return track
 
     def update(self, track_id: str, change: Callable[[Track], None], note: str = "") -> Track:
@@ -1287,13 +1288,16 @@ class Store:
             del track.history[:-HISTORY_LIMIT]
             doc = self._record(track, self._next_rev(track_id), _born(old), _seq(old))
             self._write(track_id, doc, entries)
-        if track.state != before:
-            self._changed(track, before, note)
+            if track.state != before:
+                self._changed(track, before, note)
+        self._deliver()
         return track
 
     def _changed(self, track: Track, before: State | None, note: str) -> None:
+        """Queue the event of a change just saved: under the lock, so that events are queued in
+        the order of the changes; `_deliver` tells the listeners once the lock is let go."""
         if self.events is not None:
-            self.events.emit(
+            self.events.post(
                 StateChanged(
                     track_id=track.id,
                     title=track.title,
@@ -1302,6 +1306,11 @@ class Store:
                     note=note,
                 )
             )
+
+    def _deliver(self) -> None:
+        # Never under the lock: a listener may take its time, or change the store itself.
+        if self.events is not None:
+            self.events.deliver()
 
     def transition(self, track_id: str, to: State, note: str = "", **fields: Any) -> Track:
         """Move a track to its next state, recording why; refuses moves the table forbids."""
@@ -1346,15 +1355,16 @@ class Store:
             if doc_id is not None:
                 self._stale.add(doc_id)
                 self._drop_stale()
-        if self.events is not None:
-            self.events.emit(
-                StateChanged(
-                    track_id=track_id,
-                    title=str(gone.get("title", "")),
-                    before=State(gone.get("state", State.PENDING.value)),
-                    after=None,
+            if self.events is not None:
+                self.events.post(
+                    StateChanged(
+                        track_id=track_id,
+                        title=str(gone.get("title", "")),
+                        before=State(gone.get("state", State.PENDING.value)),
+                        after=None,
+                    )
                 )
-            )
+        self._deliver()
 
     # --- compaction ---
     def _compact_if_due(self) -> None:

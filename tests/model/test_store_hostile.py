@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any
 import pytest
 
 from releaseosd.model import store as store_module
+from releaseosd.model.events import Event, EventBus, StateChanged
 from releaseosd.model.states import FINISHED, State
 from releaseosd.model.store import (
     ARCHIVE_FILE,
@@ -518,3 +520,110 @@ def test_the_track_found_at_a_path_is_the_one_a_restart_finds(tmp_path: Path) ->
     now = [getattr(store.by_audio_path(p), "id", None) for p in paths]
     reopened = Store.open(tmp_path)
     assert [getattr(reopened.by_audio_path(p), "id", None) for p in paths] == now
+
+
+# --- listeners that raise, block, or write back -----------------------------------------------
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.heard: list[tuple[str | None, str | None]] = []
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, StateChanged):
+            self.heard.append((event.before, event.after))
+
+
+def _with_bus(tmp_path: Path) -> tuple[Store, EventBus]:
+    store = Store.open(tmp_path)
+    store.events = EventBus()
+    return store, store.events
+
+
+def test_a_listener_that_writes_back_does_not_reorder_what_the_others_hear(
+    tmp_path: Path,
+) -> None:
+    """A listener that reacts to a change by changing the track again (the dashboard's 'retry',
+    an automation): every listener hears the two changes in the order they were made."""
+    store, bus = _with_bus(tmp_path)
+    track = store.insert(make_track("Reentrant"))
+
+    def automation(event: Event) -> None:
+        if isinstance(event, StateChanged) and event.after == State.BUILDING:
+            store.transition(event.track_id, State.READY, note="built at once")
+
+    recorder = Recorder()
+    bus.subscribe(automation)
+    bus.subscribe(recorder)
+    store.transition(track.id, State.BUILDING)
+    assert store.get(track.id).state == State.READY  # type: ignore[union-attr]
+    assert recorder.heard == [(State.PENDING, State.BUILDING), (State.BUILDING, State.READY)]
+
+
+def test_changes_from_two_threads_are_heard_in_the_order_they_were_made(tmp_path: Path) -> None:
+    """Two threads change one track one after the other, and the first is still telling its
+    listeners (a slow one first: a D-Bus call, a preempted thread) when the second is done. The
+    store's lock is not held meanwhile (the second thread gets through), and every listener
+    hears the first change before the second."""
+    store, bus = _with_bus(tmp_path)
+    track = store.insert(make_track("Raced"))
+    store.transition(track.id, State.BUILDING)
+    second_done = threading.Event()
+
+    def slow(event: Event) -> None:
+        if isinstance(event, StateChanged) and event.after == State.READY:
+            # Reads the store from inside the event, and waits for the other thread's change.
+            assert store.get(event.track_id) is not None
+            second_done.wait(10)
+
+    recorder = Recorder()
+    bus.subscribe(slow)
+    bus.subscribe(recorder)
+
+    def second() -> None:
+        while store.get(track.id).state != State.READY:  # type: ignore[union-attr]
+            time.sleep(0.001)
+        store.transition(track.id, State.UPLOADING)
+        second_done.set()
+
+    other = threading.Thread(target=second)
+    other.start()
+    store.transition(track.id, State.READY)
+    other.join(10)
+    assert second_done.is_set(), "the second change waited for a listener of the first"
+    assert recorder.heard == [(State.BUILDING, State.READY), (State.READY, State.UPLOADING)]
+
+
+def test_a_listener_that_raises_or_blocks_forever_never_blocks_the_store(tmp_path: Path) -> None:
+    """A listener that raises is logged and the others still hear; one that never returns holds
+    only the thread it was called in: other threads read and write the store meanwhile."""
+    store, bus = _with_bus(tmp_path)
+    track = store.insert(make_track("Stuck"))
+    release = threading.Event()
+
+    def broken(event: Event) -> None:
+        raise RuntimeError("a listener with a bug")
+
+    def stuck(event: Event) -> None:
+        if isinstance(event, StateChanged) and event.after == State.BUILDING:
+            release.wait(30)
+
+    recorder = Recorder()
+    for listener in (broken, stuck, recorder):
+        bus.subscribe(listener)
+    blocked = threading.Thread(target=store.transition, args=(track.id, State.BUILDING))
+    blocked.start()
+    try:
+        while store.get(track.id).state != State.BUILDING:  # type: ignore[union-attr]
+            time.sleep(0.001)
+        other = store.insert(make_track("Meanwhile", 1))
+        store.transition(other.id, State.INVALID, note="written while a listener is stuck")
+        store.set_flag("paused", True)
+        assert len(store.all()) == 2
+        assert len(read_status(tmp_path)) == 2  # and by other processes
+    finally:
+        release.set()
+        blocked.join(10)
+    assert not blocked.is_alive()
+    assert (State.PENDING, State.BUILDING) in recorder.heard
+    assert (State.PENDING, State.INVALID) in recorder.heard
