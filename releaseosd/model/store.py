@@ -1353,8 +1353,11 @@ class Store:
             self._indexes.discard(track_id)
             doc_id = self._active.pop(track_id, None)
             if doc_id is not None:
+                # Deleted (the archive's line is the commit); the copy left in store.json, if
+                # it cannot go now (a full disk), is older than that line and goes later.
                 self._stale.add(doc_id)
-                self._drop_stale()
+                with contextlib.suppress(OSError):
+                    self._drop_stale()
             if self.events is not None:
                 self.events.post(
                     StateChanged(
@@ -1384,8 +1387,11 @@ class Store:
     def compact(self) -> None:
         """Rewrite both journals with only what is current: each finished track's newest record,
         and the history of the tracks there are. History first: until the archive is rewritten
-        too, its old lines still say which tracks were deleted."""
+        too, its old lines still say which tracks were deleted. Not while store.json holds a
+        copy that an archive line outdates (its removal failed: a full disk): without that line
+        the copy would be the track again."""
         with self._lock:
+            self._drop_stale()
             history = (
                 {"id": track_id, "rev": _born(doc), **entry}
                 for track_id, doc in self._docs.items()

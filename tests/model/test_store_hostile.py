@@ -7,6 +7,7 @@ Tests of what held up are kept as regression tests; each of the others came with
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -30,6 +31,7 @@ from releaseosd.model.store import (
     ARCHIVE_FILE,
     HISTORY_FILE,
     STORE_FILE,
+    AtomicJSONStorage,
     Store,
     StoreError,
     read_docs,
@@ -627,3 +629,40 @@ def test_a_listener_that_raises_or_blocks_forever_never_blocks_the_store(tmp_pat
     assert not blocked.is_alive()
     assert (State.PENDING, State.BUILDING) in recorder.heard
     assert (State.PENDING, State.INVALID) in recorder.heard
+
+
+# --- a full disk ------------------------------------------------------------------------------
+
+
+def _no_space(*args: Any) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_delete_on_a_full_disk_is_what_memory_says_after_a_compaction_and_a_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The archive takes the delete's line (the commit), then store.json cannot be rewritten
+    (the disk is full: the archive's line was small, store.json's rewrite is not). Either the
+    delete failed (it raises, and the track is still there) or it happened (it is gone): in
+    memory, after the journals are compacted, and after a restart alike."""
+    monkeypatch.setattr(store_module, "COMPACT_MIN_LINES", 5)
+    store, bus = _with_bus(tmp_path)
+    recorder = Recorder()
+    bus.subscribe(recorder)
+    done = published(store, "Done")
+    gone = store.insert(make_track("Gone", 1))  # active: its record is in store.json
+    with monkeypatch.context() as full:
+        full.setattr(AtomicJSONStorage, "write", _no_space)
+        try:
+            store.delete(gone.id)
+            raised = False
+        except OSError:
+            raised = True
+    assert (store.get(gone.id) is not None) == raised, "a delete that raised changed the store"
+    assert ((State.PENDING, None) in recorder.heard) != raised, "the delete was not heard"
+    for i in range(12):  # enough for the journals to be compacted
+        store.transition(done.id, State.RELEASED if i % 2 == 0 else State.PUBLISHED)
+    expected = view(store.all())
+    store.close()
+    assert view(read_tracks(tmp_path)) == expected
+    assert view(Store.open(tmp_path).all()) == expected, "the deleted track came back"
