@@ -838,7 +838,7 @@ def read_status(state_dir: Path) -> list[str]:
                 rows.append((status_order(doc), compact_json(doc_status_row(doc))))
         for track_id, (_, created, text) in heads.items():
             if created is not None:
-                rows.append(((dt.datetime.fromisoformat(created), track_id), text))
+                rows.append((status_order({"created_at": created, "id": track_id}), text))
         rows.sort()
         return [text for _, text in rows]
 

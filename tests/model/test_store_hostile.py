@@ -7,6 +7,7 @@ Tests of what held up are kept as regression tests; each of the others came with
 
 from __future__ import annotations
 
+import datetime as dt
 import errno
 import json
 import logging
@@ -666,3 +667,64 @@ def test_a_delete_on_a_full_disk_is_what_memory_says_after_a_compaction_and_a_re
     store.close()
     assert view(read_tracks(tmp_path)) == expected
     assert view(Store.open(tmp_path).all()) == expected, "the deleted track came back"
+
+
+# --- the clock ----------------------------------------------------------------------------------
+
+
+def _ordered(tracks: list[Track]) -> list[str]:
+    """As the scheduler and ingest order tracks."""
+    return [t.id for t in sorted(tracks, key=lambda t: (t.created_at, t.id))]
+
+
+def test_a_creation_time_without_an_offset_breaks_neither_status_nor_the_scheduler(
+    tmp_path: Path,
+) -> None:
+    """Release OS's v1 files may hold times as datetime.now().isoformat() writes them (no
+    offset); a caller may hand the store such a time too. Mixed with the store's own (UTC)
+    times they must still sort (a naive time is the producer's wall clock), in status (the
+    daemon's and the reader's alike) and wherever tracks are put in order of creation."""
+    v1 = json.loads((DATA / "store-v1.json").read_text())
+    v1["tracks"]["2"]["created"] = "2025-03-02T09:00:00"
+    (tmp_path / STORE_FILE).write_text(json.dumps(v1))
+    assert len(read_status(tmp_path)) == 3  # not migrated yet: migrated in memory
+    store = Store.open(tmp_path)
+    store.insert(Track(title="Naive", audio_path="/m/n.wav", created_at=dt.datetime(2025, 3, 1)))
+    # And a record stored so by an earlier releaseosd, in store.json and in the archive.
+    raw = json.loads((tmp_path / STORE_FILE).read_text())
+    for doc in raw["tracks"].values():
+        doc["created_at"] = doc["created_at"][:19]
+    store.close()
+    AtomicJSONStorage(tmp_path / STORE_FILE).write(raw)
+    lines = (tmp_path / ARCHIVE_FILE).read_text().splitlines()
+    last = json.loads(lines[-1])
+    last["created_at"] = last["head"][1] = last["created_at"][:19]
+    (tmp_path / ARCHIVE_FILE).write_text("\n".join([*lines[:-1], json.dumps(last)]) + "\n")
+    store = Store.open(tmp_path)
+    rows = [json.loads(t)["id"] for t in store.status_texts()]
+    assert rows == [json.loads(t)["id"] for t in read_status(tmp_path)]
+    assert len(rows) == 4
+    assert _ordered(store.all()) and _ordered(read_tracks(tmp_path))
+    assert all(t.created_at.tzinfo is not None for t in store.all())
+
+
+def test_a_clock_that_goes_back_keeps_every_order_the_same_in_the_daemon_and_the_reader(
+    tmp_path: Path,
+) -> None:
+    """The clock set back (NTP after a dead RTC battery, a VM restored): tracks made later have
+    earlier times. Nothing is lost, the records keep their order of insertion, and status (the
+    daemon's and the reader's) orders by creation time, ties by id, the same in both."""
+    store = Store.open(tmp_path)
+    start = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
+    made = []
+    for i, minutes in enumerate([0, -60, -60, 5, -600, 0]):
+        track = make_track(f"T{i}", i, created_at=start + dt.timedelta(minutes=minutes))
+        made.append(store.insert(track).id)
+        if i % 2:
+            for state in TO_PUBLISHED:
+                store.transition(track.id, state)
+    assert [t.id for t in store.all()] == made
+    assert [t.id for t in Store.open(tmp_path).all()] == made
+    by_time = _ordered(store.all())
+    assert [json.loads(t)["id"] for t in store.status_texts()] == by_time
+    assert [json.loads(t)["id"] for t in read_status(tmp_path)] == by_time
