@@ -7,6 +7,7 @@ Tests of what held up are kept as regression tests; each of the others came with
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import errno
 import json
@@ -19,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ from releaseosd.model.store import (
     read_status,
     read_tracks,
 )
-from releaseosd.model.track import Track, doc_status_row
+from releaseosd.model.track import HistoryEntry, Track, doc_status_row
 
 DATA = Path(__file__).parent / "data"
 FILES = (STORE_FILE, ARCHIVE_FILE, HISTORY_FILE)
@@ -728,3 +729,130 @@ def test_a_clock_that_goes_back_keeps_every_order_the_same_in_the_daemon_and_the
     by_time = _ordered(store.all())
     assert [json.loads(t)["id"] for t in store.status_texts()] == by_time
     assert [json.loads(t)["id"] for t in read_status(tmp_path)] == by_time
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 256 KiB tmpfs: a disk that really fills up (needs root, as in CI containers)."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _fill(disk: Path, leave: int) -> None:
+    st = os.statvfs(disk)
+    with (disk / "filler").open("wb") as fh, contextlib.suppress(OSError):
+        fh.write(b"\0" * max(0, st.f_bavail * st.f_frsize - leave))
+
+
+def test_changes_on_a_really_full_disk_fail_loudly_and_leave_the_files_whole(
+    tiny_disk: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every kind of change, with a few bytes to a few KiB left: each one either fails with
+    ENOSPC and changes nothing, or is made; memory, a reader and a restart always agree."""
+    monkeypatch.setattr(store_module, "COMPACT_MIN_LINES", 20)
+    state_dir = tiny_disk / "state"
+    store = Store.open(state_dir)
+    for i in range(6):
+        published(store, f"Done {i}", i)
+    rng = random.Random(11)
+    failed: dict[str, int] = {}
+    for step in range(150):
+        _fill(tiny_disk, rng.randrange(0, 6000))
+        op = rng.choice(["move", "move", "note", "insert", "delete", "flag"])
+        before = view(store.all())
+        pad = "x" * rng.randrange(0, 1500)
+        try:
+            if op == "move":
+                ids = [t.id for t in store.all() if t.state in (State.PUBLISHED, State.SCHEDULED)]
+                track = store.get(rng.choice(ids))
+                assert track is not None
+                to = State.SCHEDULED if track.state == State.PUBLISHED else State.PUBLISHED
+                store.transition(track.id, to, note=f"step {step} {pad}")
+            elif op == "note":
+                track = rng.choice(store.all())
+                store.transition(track.id, track.state, note=f"step {step} {pad}")
+            elif op == "insert":
+                store.insert(make_track(f"New {step}", step, metadata={"pad": pad}))
+            elif op == "delete":
+                new = [t.id for t in store.all() if t.title.startswith("New")]
+                if new:
+                    store.delete(rng.choice(new))
+            else:
+                store.set_flag("paused", not store.flag("paused"))
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+            failed[op] = failed.get(op, 0) + 1
+            assert view(store.all()) == before, f"a failed {op} changed the store"
+        (tiny_disk / "filler").unlink(missing_ok=True)
+        now = view(store.all())
+        assert view(read_tracks(state_dir)) == now, f"step {step}: {op}"
+        assert len(read_status(state_dir)) == len(now)
+    paused = store.flag("paused")
+    store.close()
+    assert not list(state_dir.glob(".store-*.tmp"))
+    reopened = Store.open(state_dir)
+    assert view(reopened.all()) == now and reopened.flag("paused") == paused
+    assert sum(failed.values()) > 20 and len(failed) >= 4, failed
+
+
+def test_a_track_that_goes_back_and_forth_many_times_keeps_the_files_small_and_its_revs_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "COMPACT_MIN_LINES", 50)
+    store = Store.open(tmp_path)
+    others = [published(store, f"Done {i}", i).id for i in range(3)]
+    track = published(store, "Back and forth", 9)
+    revs: list[int] = []
+    # published -> scheduled (active again) -> released -> published -> ...
+    cycle = (State.SCHEDULED, State.RELEASED, State.PUBLISHED)
+    for i in range(600):
+        store.transition(track.id, cycle[i % 3], note=str(i))
+        archive = [json.loads(x) for x in (tmp_path / ARCHIVE_FILE).read_text().splitlines()]
+        assert len(archive) <= 2 * 50 + 4
+        mine = [line["rev"] for line in archive if line["id"] == track.id]
+        assert mine == sorted(set(mine)), "archive lines of one track out of order"
+        revs.extend(mine[-1:])
+        if i % 97 == 0:
+            got = Store.open(tmp_path).get(track.id)
+            assert got is not None and got.history[-1].note == str(i)
+    assert revs == sorted(revs)
+    assert (tmp_path / HISTORY_FILE).read_text().count("\n") <= 2 * max(50, 200 + 3 * 6) + 1
+    expected = view(store.all())
+    store.close()
+    assert view(Store.open(tmp_path).all()) == expected == view(read_tracks(tmp_path))
+    rows = {json.loads(t)["id"]: json.loads(t)["state"] for t in read_status(tmp_path)}
+    assert rows == {**{i: "published" for i in others}, track.id: "published"}
+
+
+def test_a_huge_history_for_one_track_is_capped_everywhere(tmp_path: Path) -> None:
+    """Thousands of entries for one track (a sidecar autosaved every second for an hour): the
+    store keeps HISTORY_LIMIT of them, in memory, on disk (compaction) and for readers."""
+    limit = store_module.HISTORY_LIMIT
+    store = Store.open(tmp_path)
+    track = make_track("Chatty")
+    track.history = [
+        HistoryEntry(
+            at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC), state=State.PENDING, note=f"old {i}"
+        )
+        for i in range(1500)
+    ]
+    store.insert(track)
+    assert len(store.get(track.id).history) == limit  # type: ignore[union-attr]
+    for i in range(1500):
+        store.transition(track.id, State.PENDING, note=f"edit {i}")
+    lines = (tmp_path / HISTORY_FILE).read_text().count("\n")
+    assert lines <= 2 * max(store_module.COMPACT_MIN_LINES, limit) + 1
+    for got in (store.get(track.id), Store.open(tmp_path).get(track.id), read_tracks(tmp_path)[0]):
+        assert got is not None
+        assert [h.note for h in got.history] == [f"edit {i}" for i in range(1500 - limit, 1500)]
