@@ -991,10 +991,16 @@ class Store:
         archive = self._archive.read(repair=True).objects
         history = self._history.read(repair=True)
         resolved = _resolve(active, archive)
-        # The newest copy of each track is the track: the rest are left from a crash mid-move.
+        # The newest copy of each track is the track: the rest are left from a crash mid-move
+        # (or a move on a full disk). They lose to it whenever they are read, so on a disk still
+        # full they wait for the next write rather than keep the store from opening.
+        self._stale: set[int] = set(resolved.stale)
         if resolved.stale:
             log.warning("store: dropping %d copies superseded by newer ones", len(resolved.stale))
-            self._tracks.remove(doc_ids=resolved.stale)
+            try:
+                self._drop_stale()
+            except OSError as exc:
+                log.warning("store: %s; they go with the next change", exc)
         cut = _uncommitted_tail(history.objects, resolved.docs, resolved.gone)
         if cut:
             log.warning("store: dropping %d history entries of a change never saved", cut)
@@ -1007,7 +1013,6 @@ class Store:
         self._top: dict[str, int] = resolved.top
         self._hist, self._hist_live = _histories(history.objects, self._docs, self._top)
         self._archived: set[str] = {i for i in self._docs if i not in self._active}
-        self._stale: set[int] = set()
         self._rows: dict[str, tuple[tuple[dt.datetime, str], str]] = {}
         self._next_seq = max((_seq(d) for d in self._docs.values()), default=0) + 1
         self._indexes = _Indexes()

@@ -856,3 +856,33 @@ def test_a_huge_history_for_one_track_is_capped_everywhere(tmp_path: Path) -> No
     for got in (store.get(track.id), Store.open(tmp_path).get(track.id), read_tracks(tmp_path)[0]):
         assert got is not None
         assert [h.note for h in got.history] == [f"edit {i}" for i in range(1500 - limit, 1500)]
+
+
+def test_the_store_opens_on_a_full_disk_after_a_move_left_an_old_copy_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A track finished while the disk was full: the archive took its line, store.json could
+    not be rewritten without it (an older copy stays there, and loses). The daemon restarted
+    with the disk still full must open the store (the copy goes once there is room), not die at
+    start, again and again, until systemd gives up."""
+    store = Store.open(tmp_path)
+    track = store.insert(make_track("Finished on a full disk"))
+    for state in TO_PUBLISHED[:-1]:
+        store.transition(track.id, state)
+    with monkeypatch.context() as full:
+        full.setattr(AtomicJSONStorage, "write", _no_space)
+        store.transition(track.id, State.PUBLISHED)  # committed by the archive's line
+    store.close()
+    raw = json.loads((tmp_path / STORE_FILE).read_text())
+    assert [d["id"] for d in raw["tracks"].values()] == [track.id], "no old copy was left"
+    with monkeypatch.context() as full:
+        full.setattr(AtomicJSONStorage, "write", _no_space)
+        reopened = Store.open(tmp_path)
+        assert [t.state for t in reopened.all()] == [State.PUBLISHED]
+        assert [json.loads(t)["state"] for t in reopened.status_texts()] == ["published"]
+    # With room again, the next change clears the old copy.
+    other = reopened.insert(make_track("Later", 1))
+    reopened.close()
+    raw = json.loads((tmp_path / STORE_FILE).read_text())
+    assert [d["id"] for d in raw["tracks"].values()] == [other.id]
+    assert [t.state for t in Store.open(tmp_path).all()] == [State.PUBLISHED, State.PENDING]
