@@ -696,9 +696,13 @@ def _read_files(state_dir: Path, with_history: bool) -> tuple[dict[int, Doc], li
     """The three files as they are, without the lock and without writing: a store not migrated
     yet is migrated in memory only. The owner may write meanwhile: every write leaves each file
     whole, and is made in the order that keeps a reader reading store.json first from missing a
-    track; a journal rewritten meanwhile (compaction) is read again."""
+    track; if a journal read is rewritten meanwhile (compaction: the history first, then the
+    archive), all are read again. A compaction relabels history entries, so the history must
+    be checked too: read between the two rewrites, it would give a record entries of a change
+    the store.json read before it does not have yet."""
+    journals = [state_dir / ARCHIVE_FILE, *([state_dir / HISTORY_FILE] if with_history else [])]
     for _ in range(10):
-        before = _identity(state_dir / ARCHIVE_FILE)
+        before = [_identity(path) for path in journals]
         data = AtomicJSONStorage(state_dir / STORE_FILE).read() or {}
         version = _version_of(data) if data else SCHEMA_VERSION
         _check_version(state_dir / STORE_FILE, version)
@@ -707,7 +711,7 @@ def _read_files(state_dir: Path, with_history: bool) -> tuple[dict[int, Doc], li
             return _active_of(data), archive, history
         archive = _read_journal(state_dir / ARCHIVE_FILE).objects
         history = _read_journal(state_dir / HISTORY_FILE).objects if with_history else []
-        if _identity(state_dir / ARCHIVE_FILE) == before:
+        if [_identity(path) for path in journals] == before:
             break
     return _active_of(data), archive, history
 

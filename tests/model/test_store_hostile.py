@@ -886,3 +886,42 @@ def test_the_store_opens_on_a_full_disk_after_a_move_left_an_old_copy_behind(
     raw = json.loads((tmp_path / STORE_FILE).read_text())
     assert [d["id"] for d in raw["tracks"].values()] == [other.id]
     assert [t.state for t in Store.open(tmp_path).all()] == [State.PUBLISHED, State.PENDING]
+
+
+def test_a_reader_never_gives_a_track_history_its_record_does_not_have_yet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """read_tracks reads store.json, then the archive, then the history. A compaction rewrites
+    the history first and the archive next; a reader that reads the history between the two
+    (after a change it did not see in store.json) got the new entry, relabelled by the
+    compaction, on the older record: a track whose history says a state its record does not."""
+    store = Store.open(tmp_path)
+    for i in range(3):
+        published(store, f"Done {i}", i)
+    busy = store.insert(make_track("Busy", 9))
+    store.transition(busy.id, State.BUILDING)
+    real_read = store_module._read_journal
+    real_replace = store_module.Journal.replace
+    hooked = False
+
+    def archive_not_yet(self: store_module.Journal, objects: Any) -> None:
+        if self.path.name != ARCHIVE_FILE:
+            real_replace(self, objects)
+
+    def read_journal(path: Path) -> Any:
+        nonlocal hooked
+        if path.name == ARCHIVE_FILE and not hooked:
+            hooked = True
+            # The reader has read store.json; the owner now changes the track and compacts,
+            # and the reader comes in between the history's rewrite and the archive's.
+            store.transition(busy.id, State.READY, note="built")
+            with monkeypatch.context() as m:
+                m.setattr(store_module.Journal, "replace", archive_not_yet)
+                store.compact()
+        return real_read(path)
+
+    monkeypatch.setattr(store_module, "_read_journal", read_journal)
+    tracks = {t.id: t for t in read_tracks(tmp_path)}
+    assert hooked
+    got = tracks[busy.id]
+    assert got.history[-1].state == got.state, (got.state, [h.state for h in got.history])
