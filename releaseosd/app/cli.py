@@ -282,7 +282,7 @@ def run(obj: Context, sandbox: bool, log_level: str) -> None:
     """
     from releaseosd.app.control import ControlSocketError
     from releaseosd.app.daemon import Daemon, setup_logging
-    from releaseosd.model.store import StateDirBusy
+    from releaseosd.model.store import StateDirBusy, StoreError
 
     setup_logging(log_level)
     config = obj.raw_config  # the rehearsal sets up its own state dir and SoundCloud
@@ -290,6 +290,9 @@ def run(obj: Context, sandbox: bool, log_level: str) -> None:
         code = Daemon(config, obj.config_path, sandbox=sandbox or obj.rehearsal).run()
     except StateDirBusy as exc:
         fail(str(exc), EXIT_BUSY)
+    except StoreError as exc:
+        # The store's files cannot be used as they are: its message says which and what to do.
+        fail(str(exc))
     except ControlSocketError as exc:
         # Daemon.run makes the socket before it starts the watcher and scheduler; the owner
         # lock (an flock) and its daemon threads end with this process.
@@ -487,7 +490,7 @@ def _control(obj: Context, name: str, body: dict[str, Any], ask: bool = False) -
     from releaseosd.app.commands import CommandError
     from releaseosd.app.control import ControlSocketError, run_command
     from releaseosd.app.control import ask as ask_daemon
-    from releaseosd.model.store import StateDirBusy
+    from releaseosd.model.store import StateDirBusy, StoreError
 
     try:
         if ask:
@@ -497,6 +500,8 @@ def _control(obj: Context, name: str, body: dict[str, Any], ask: bool = False) -
         fail(str(exc))
     except StateDirBusy as exc:
         fail(f"the daemon seems to be starting or stuck: {exc}", EXIT_BUSY)
+    except StoreError as exc:
+        fail(str(exc))
 
 
 @main.command()

@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, Any, TextIO
 from releaseosd.model.config import Config
 from releaseosd.model.events import EventBus, UploadProgress
 from releaseosd.model.states import REMOTE, State
-from releaseosd.model.store import OwnerLock, StateDirBusy, Store, prepare_state_dir
+from releaseosd.model.store import (
+    OwnerLock,
+    StateDirBusy,
+    Store,
+    StoreError,
+    prepare_state_dir,
+)
 from releaseosd.model.track import Track, utcnow
 
 if TYPE_CHECKING:
@@ -330,7 +336,11 @@ def run_upload(
             f"sidecar) into a watched folder instead ({folders}), or stop the daemon and run "
             "this again.",
         )
-    store = Store.open(config.state_dir)
+    try:
+        store = Store.open(config.state_dir)
+    except StoreError as exc:
+        lock.release()
+        return Outcome(EXIT_PROBLEMS, str(exc))
     bar = ProgressBar(err, is_tty)
     client: SoundCloudClient | None = None
 

@@ -5,9 +5,15 @@ events below; they never know who listens. Desktop notifications are one listene
 dashboard's live stream, stats and announcements attach the same way: a module with a callable
 that takes an `Event`, and one `bus.subscribe(...)` line where the daemon is put together.
 
-Delivery is synchronous, in the emitting thread, after the store holds the change the event
-reports (a listener that reads the store sees it). A listener must return quickly (queue work
-for its own thread) and never breaks the stage: its exceptions are logged and swallowed.
+Every listener hears every event in the order things happened: the store queues its events in
+the order of its changes (under its lock) and delivers them after letting go of the lock, after
+the store holds the change the event reports (a listener that reads the store sees it).
+Delivery is synchronous, in the emitting thread, unless events are being delivered already: by
+another thread (a listener still busy with an earlier event) or further up this thread's own
+stack (a listener that changes the store from inside an event). Then the event is queued
+behind them and delivered by that delivery as soon as the earlier ones are; `emit` returns at
+once. A listener must return quickly (queue work for its own thread) and never breaks the
+stage: its exceptions are logged and swallowed.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -110,6 +117,8 @@ class EventBus:
     def __init__(self) -> None:
         self._listeners: list[Listener] = []
         self._lock = threading.Lock()
+        self._queue: deque[Event] = deque()
+        self._delivering = False  # some thread is in `deliver`'s loop
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Add a listener; the returned function takes it off again."""
@@ -123,8 +132,36 @@ class EventBus:
         return unsubscribe
 
     def emit(self, event: Event) -> None:
-        for listener in self._listeners:  # a snapshot: subscribing meanwhile is safe
-            try:
-                listener(event)
-            except Exception:
-                log.exception("listener %r failed on %s", listener, type(event).__name__)
+        self.post(event)
+        self.deliver()
+
+    def post(self, event: Event) -> None:
+        """Queue an event, to be delivered in this order by the next `deliver` (cheap: the store
+        posts under its lock, so that events are queued in the order of its changes)."""
+        with self._lock:
+            self._queue.append(event)
+
+    def deliver(self) -> None:
+        """Deliver what is queued, in order; if a delivery is under way already (in another
+        thread, or up this thread's stack), it delivers them instead."""
+        with self._lock:
+            if self._delivering:
+                return
+            self._delivering = True
+        try:
+            while True:
+                with self._lock:
+                    if not self._queue:
+                        self._delivering = False
+                        return
+                    event = self._queue.popleft()
+                for listener in self._listeners:  # a snapshot: subscribing meanwhile is safe
+                    try:
+                        listener(event)
+                    except Exception:
+                        log.exception("listener %r failed on %s", listener, type(event).__name__)
+        except BaseException:
+            # A KeyboardInterrupt or SystemExit from a listener: the next emit delivers the rest.
+            with self._lock:
+                self._delivering = False
+            raise

@@ -22,7 +22,8 @@ Crash safety. `store.json` is written by AtomicJSONStorage: a temporary file, fs
 over the old one, then the folder fsynced; after a crash it holds the old data or the new, never
 a mix (TinyDB's own JSONStorage rewrites in place). A journal line is appended and fsynced; a
 line cut short by a crash (the last one, never followed by another) is ignored, and the owner
-truncates it on open. A change is written in this order: its history entry, the record in its
+truncates it on open; a last line that is a whole record without its newline (an editor's save)
+is a record, and the owner ends it. A change is written in this order: its history entry, the record in its
 new place, the record out of its old place. The record's write is the commit: a history entry
 newer than its track's record (a crash before the commit) is dropped on open, and a record found
 in both files (a crash mid-move) is the copy with the higher rev; the other goes.
@@ -197,6 +198,9 @@ class _Lines:
     whole: int
     raw: bytes
     ends: list[int] | None = None  # where each object's line ends, when not one per line
+    # The last record is whole but its newline is not in the file (`raw` has it): an editor
+    # that saves without a final newline, or a crash that cut exactly the newline.
+    unterminated: bool = False
 
     def end_of(self, count: int) -> int:
         """Where the line of the `count`-th object ends (0: the start of the file)."""
@@ -210,7 +214,24 @@ class _Lines:
         return pos
 
 
+def _terminated(raw: bytes) -> bytes:
+    """The journal with its last line ended, if that line is a whole record whose newline is
+    missing. A line a crash cut short never is one: no proper prefix of a JSON object is a JSON
+    object. Throwing such a line away would lose a record (and, in the archive, a track)."""
+    tail = raw[raw.rfind(b"\n") + 1 :]
+    if tail.strip() and _is_object(tail):
+        return raw + b"\n"
+    return raw
+
+
 def _parse_journal(path: Path, raw: bytes) -> _Lines:
+    ended = _terminated(raw)
+    lines = _parse_ended(path, ended)
+    lines.unterminated = ended is not raw
+    return lines
+
+
+def _parse_ended(path: Path, raw: bytes) -> _Lines:
     # After the last newline: nothing, or a line whose write never completed.
     whole = raw.rfind(b"\n") + 1
     if not whole:
@@ -241,13 +262,29 @@ def _parse_lines(path: Path, raw: bytes, whole: int) -> _Lines:
             ends.append(pos)
             continue
         if any(_is_object(later) for later in segments[i + 1 :]):
-            raise StoreError(
-                f"{path}: line {i + 1} is not a JSON record, and records follow it; it was "
-                "not written by releaseosd. Restore the state folder from a backup, or move "
-                "this file away (what it holds is lost)."
-            )
+            raise StoreError(_broken_line(path, i + 1, segment))
         return _Lines(objects, start, raw, ends)
     return _Lines(objects, whole, raw, ends)
+
+
+def _broken_line(path: Path, number: int, segment: bytes) -> str:
+    """What to do about a line in the middle of a journal that is not a record: only that line
+    is in question, so that is what the producer is asked to deal with (moving the file away
+    would lose every record in it, and with the archive every finished track)."""
+    shown = segment[:60].decode("utf-8", "replace")
+    what = (
+        "one version of a finished track; if it was that track's only line, its export is "
+        "taken for a new track"
+        if path.name == ARCHIVE_FILE
+        else "one history entry"
+    )
+    return (
+        f"{path}: line {number} is not a JSON record, and records follow it (disk trouble, or "
+        f"an edit gone wrong): {shown!r}{'...' if len(segment) > 60 else ''}. Nothing was "
+        f"changed. Mend that line, or delete line {number} (only what it held is lost: {what}), "
+        "or restore the state folder from a backup; do not move the file away, which would "
+        "lose every record in it."
+    )
 
 
 def _is_object(segment: bytes) -> bool:
@@ -275,6 +312,11 @@ class Journal:
 
     def read(self, repair: bool) -> _Lines:
         read = _read_journal(self.path)
+        if repair and read.unterminated:
+            log.warning("%s: its last line had no newline; one is added", self.path)
+            fd = self._open()
+            os.write(fd, b"\n")
+            os.fsync(fd)
         if repair and read.whole < len(read.raw):
             log.warning(
                 "%s: ignoring the last %d bytes, a line a crash cut short",
@@ -467,7 +509,9 @@ def _uncommitted_tail(lines: list[Doc], docs: Mapping[str, Doc], gone: Mapping[s
 # --- migrations -------------------------------------------------------------------------------
 # Each of MIGRATIONS takes the raw TinyDB data of version N and returns version N+1, up to
 # version 2; `_split_v2` turns that into the three files of version 3. They run by themselves
-# on open; the old file is kept beside the new ones as store.json.vN.bak.
+# on open; the old file is kept beside the new ones as store.json.vN.bak (store.json.vN.2.bak,
+# ... when an older backup is in the way), and journals that hold more than a migration cut
+# short could have left are kept as archive.jsonl.v3.bak and history.jsonl.v3.bak.
 
 
 def _migrate_1_to_2(data: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -574,6 +618,57 @@ def _upgrade(
     return _split_v2(data)
 
 
+def _backup_names(path: Path, version: int) -> Iterator[Path]:
+    """store.json.v2.bak, then store.json.v2.2.bak, store.json.v2.3.bak, ..."""
+    yield path.with_name(f"{path.name}.v{version}.bak")
+    n = 2
+    while True:
+        yield path.with_name(f"{path.name}.v{version}.{n}.bak")
+        n += 1
+
+
+def _keep_backup(path: Path, version: int, data: dict[str, dict[str, Any]]) -> Path:
+    """A copy of the store about to be migrated, unless one is kept already (a migration cut
+    short and run again). An older backup in the way (an earlier migration, then the old file
+    put back and used) is left as it is: this one gets the next name."""
+    for backup in _backup_names(path, version):
+        if not backup.exists():
+            AtomicJSONStorage(backup).write(data)
+            if not backup.name.endswith(f".v{version}.bak"):
+                log.warning("store: %s is kept as %s (an older backup is in the way)", path, backup)
+            return backup
+        try:
+            if AtomicJSONStorage(backup).read() == data:
+                return backup
+        except StoreError:
+            continue
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _set_aside_if_newer(path: Path, migrated: set[str]) -> None:
+    """A migration replaces the journals: what a migration cut short left there may go, but a
+    journal holding anything else (a store used since, its store.json then replaced by an old
+    one: a backup put back) is renamed aside, not migrated over. A migration writes only rev 1
+    lines of the tracks it migrates."""
+    if not path.exists():
+        return
+    try:
+        lines = _read_journal(path).objects
+    except StoreError:
+        lines = [{}]  # not even readable: not ours to throw away either
+    if all(_rev(line) == 1 and line.get("id") in migrated for line in lines):
+        return
+    aside = next(p for p in _backup_names(path, SCHEMA_VERSION) if not p.exists())
+    os.replace(path, aside)
+    _fsync_folder(path.parent)
+    log.warning(
+        "store: %s holds records newer than the store.json being migrated (an old store.json "
+        "put back?); it is kept as %s, not migrated over",
+        path,
+        aside,
+    )
+
+
 def _check_version(path: Path, version: int) -> None:
     if version > SCHEMA_VERSION:
         raise StoreError(
@@ -601,9 +696,13 @@ def _read_files(state_dir: Path, with_history: bool) -> tuple[dict[int, Doc], li
     """The three files as they are, without the lock and without writing: a store not migrated
     yet is migrated in memory only. The owner may write meanwhile: every write leaves each file
     whole, and is made in the order that keeps a reader reading store.json first from missing a
-    track; a journal rewritten meanwhile (compaction) is read again."""
+    track; if a journal read is rewritten meanwhile (compaction: the history first, then the
+    archive), all are read again. A compaction relabels history entries, so the history must
+    be checked too: read between the two rewrites, it would give a record entries of a change
+    the store.json read before it does not have yet."""
+    journals = [state_dir / ARCHIVE_FILE, *([state_dir / HISTORY_FILE] if with_history else [])]
     for _ in range(10):
-        before = _identity(state_dir / ARCHIVE_FILE)
+        before = [_identity(path) for path in journals]
         data = AtomicJSONStorage(state_dir / STORE_FILE).read() or {}
         version = _version_of(data) if data else SCHEMA_VERSION
         _check_version(state_dir / STORE_FILE, version)
@@ -612,7 +711,7 @@ def _read_files(state_dir: Path, with_history: bool) -> tuple[dict[int, Doc], li
             return _active_of(data), archive, history
         archive = _read_journal(state_dir / ARCHIVE_FILE).objects
         history = _read_journal(state_dir / HISTORY_FILE).objects if with_history else []
-        if _identity(state_dir / ARCHIVE_FILE) == before:
+        if [_identity(path) for path in journals] == before:
             break
     return _active_of(data), archive, history
 
@@ -728,7 +827,7 @@ def read_status(state_dir: Path) -> list[str]:
                     for d in sorted(read_docs(state_dir), key=status_order)
                 ]
             try:
-                raw = (state_dir / ARCHIVE_FILE).read_bytes()
+                raw = _terminated((state_dir / ARCHIVE_FILE).read_bytes())
             except FileNotFoundError:
                 raw = b""
             heads = _archive_heads(state_dir / ARCHIVE_FILE, raw)
@@ -743,7 +842,7 @@ def read_status(state_dir: Path) -> list[str]:
                 rows.append((status_order(doc), compact_json(doc_status_row(doc))))
         for track_id, (_, created, text) in heads.items():
             if created is not None:
-                rows.append(((dt.datetime.fromisoformat(created), track_id), text))
+                rows.append((status_order({"created_at": created, "id": track_id}), text))
         rows.sort()
         return [text for _, text in rows]
 
@@ -812,12 +911,13 @@ class _Indexes:
                 "state",
                 "owing",
                 "warned",
+                "path",
             )
         }
         self.keys_of: dict[str, list[tuple[str, Any]]] = {}
-        # Audio path -> track id: the one most recently indexed there, live before removed.
-        self.path_of: dict[str, str] = {}
-        self.audio_of: dict[str, str] = {}
+        # Of the records on one audio path, the one found there: live before removed, then the
+        # newest (as a restart finds it, whichever changed last).
+        self.rank: dict[str, tuple[bool, int]] = {}
 
     def add(self, track_id: str, doc: Doc) -> None:
         self.discard(track_id)
@@ -825,6 +925,7 @@ class _Indexes:
         folder, name = os.path.split(audio)
         stem = os.path.splitext(name)[0]
         keys: list[tuple[str, Any]] = [
+            ("path", audio),
             ("folder", folder),
             ("named", (folder, stem)),
             ("file_name", name),
@@ -852,8 +953,7 @@ class _Indexes:
         for name_, key in keys:
             self.by[name_].setdefault(key, set()).add(track_id)
         self.keys_of[track_id] = keys
-        self.path_of[audio] = track_id
-        self.audio_of[track_id] = audio
+        self.rank[track_id] = (doc.get("state") != _REMOVED, _seq(doc))
 
     def discard(self, track_id: str) -> None:
         for name, key in self.keys_of.pop(track_id, ()):
@@ -862,9 +962,11 @@ class _Indexes:
                 ids.discard(track_id)
                 if not ids:
                     del self.by[name][key]
-        audio = self.audio_of.pop(track_id, None)
-        if audio is not None and self.path_of.get(audio) == track_id:
-            del self.path_of[audio]
+        self.rank.pop(track_id, None)
+
+    def path_of(self, audio: str) -> str | None:
+        ids = self.by["path"].get(audio)
+        return max(ids, key=lambda i: (self.rank[i], i)) if ids else None
 
     def get(self, name: str, key: Any) -> set[str]:
         return self.by[name].get(key, set())
@@ -895,10 +997,16 @@ class Store:
         archive = self._archive.read(repair=True).objects
         history = self._history.read(repair=True)
         resolved = _resolve(active, archive)
-        # The newest copy of each track is the track: the rest are left from a crash mid-move.
+        # The newest copy of each track is the track: the rest are left from a crash mid-move
+        # (or a move on a full disk). They lose to it whenever they are read, so on a disk still
+        # full they wait for the next write rather than keep the store from opening.
+        self._stale: set[int] = set(resolved.stale)
         if resolved.stale:
             log.warning("store: dropping %d copies superseded by newer ones", len(resolved.stale))
-            self._tracks.remove(doc_ids=resolved.stale)
+            try:
+                self._drop_stale()
+            except OSError as exc:
+                log.warning("store: %s; they go with the next change", exc)
         cut = _uncommitted_tail(history.objects, resolved.docs, resolved.gone)
         if cut:
             log.warning("store: dropping %d history entries of a change never saved", cut)
@@ -911,14 +1019,10 @@ class Store:
         self._top: dict[str, int] = resolved.top
         self._hist, self._hist_live = _histories(history.objects, self._docs, self._top)
         self._archived: set[str] = {i for i in self._docs if i not in self._active}
-        self._stale: set[int] = set()
         self._rows: dict[str, tuple[tuple[dt.datetime, str], str]] = {}
         self._next_seq = max((_seq(d) for d in self._docs.values()), default=0) + 1
         self._indexes = _Indexes()
-        # Removed records first: where a live one has the same path, it is the one found.
-        for track_id, doc in sorted(
-            self._docs.items(), key=lambda item: item[1].get("state") != _REMOVED
-        ):
+        for track_id, doc in self._docs.items():
             self._indexes.add(track_id, doc)
         self._compact_if_due()
 
@@ -949,10 +1053,12 @@ class Store:
         _check_version(self.path, version)
         if version == SCHEMA_VERSION:
             return
-        backup = self.path.with_name(f"{self.path.name}.v{version}.bak")
-        if not backup.exists():
-            AtomicJSONStorage(backup).write(data)
+        backup = _keep_backup(self.path, version, data)
         store, archive, history = _upgrade(data, version)
+        migrated = {str(doc.get("id")) for doc in store["tracks"].values()}
+        migrated |= {str(line.get("id")) for line in archive}
+        for journal in (self._history, self._archive):
+            _set_aside_if_newer(journal.path, migrated)
         self._history.replace(history)
         self._archive.replace(archive)
         AtomicJSONStorage(self.path).write(store)
@@ -1026,7 +1132,7 @@ class Store:
 
     def by_audio_path(self, audio_path: Path) -> Track | None:
         with self._lock:
-            track_id = self._indexes.path_of.get(str(audio_path))
+            track_id = self._indexes.path_of(str(audio_path))
             return self._track(track_id) if track_id is not None else None
 
     def by_sha256(self, sha256: str) -> list[Track]:
@@ -1166,7 +1272,8 @@ class Store:
             self._write(track.id, doc, entries, fresh=True)
             self._next_seq += 1
             self._gone.pop(track.id, None)
-        self._changed(track, None, track.history[-1].note if track.history else "")
+            self._changed(track, None, track.history[-1].note if track.history else "")
+        self._deliver()
         return track
 
     def update(self, track_id: str, change: Callable[[Track], None], note: str = "") -> Track:
@@ -1197,13 +1304,16 @@ class Store:
             del track.history[:-HISTORY_LIMIT]
             doc = self._record(track, self._next_rev(track_id), _born(old), _seq(old))
             self._write(track_id, doc, entries)
-        if track.state != before:
-            self._changed(track, before, note)
+            if track.state != before:
+                self._changed(track, before, note)
+        self._deliver()
         return track
 
     def _changed(self, track: Track, before: State | None, note: str) -> None:
+        """Queue the event of a change just saved: under the lock, so that events are queued in
+        the order of the changes; `_deliver` tells the listeners once the lock is let go."""
         if self.events is not None:
-            self.events.emit(
+            self.events.post(
                 StateChanged(
                     track_id=track.id,
                     title=track.title,
@@ -1212,6 +1322,11 @@ class Store:
                     note=note,
                 )
             )
+
+    def _deliver(self) -> None:
+        # Never under the lock: a listener may take its time, or change the store itself.
+        if self.events is not None:
+            self.events.deliver()
 
     def transition(self, track_id: str, to: State, note: str = "", **fields: Any) -> Track:
         """Move a track to its next state, recording why; refuses moves the table forbids."""
@@ -1254,17 +1369,21 @@ class Store:
             self._indexes.discard(track_id)
             doc_id = self._active.pop(track_id, None)
             if doc_id is not None:
+                # Deleted (the archive's line is the commit); the copy left in store.json, if
+                # it cannot go now (a full disk), is older than that line and goes later.
                 self._stale.add(doc_id)
-                self._drop_stale()
-        if self.events is not None:
-            self.events.emit(
-                StateChanged(
-                    track_id=track_id,
-                    title=str(gone.get("title", "")),
-                    before=State(gone.get("state", State.PENDING.value)),
-                    after=None,
+                with contextlib.suppress(OSError):
+                    self._drop_stale()
+            if self.events is not None:
+                self.events.post(
+                    StateChanged(
+                        track_id=track_id,
+                        title=str(gone.get("title", "")),
+                        before=State(gone.get("state", State.PENDING.value)),
+                        after=None,
+                    )
                 )
-            )
+        self._deliver()
 
     # --- compaction ---
     def _compact_if_due(self) -> None:
@@ -1284,8 +1403,11 @@ class Store:
     def compact(self) -> None:
         """Rewrite both journals with only what is current: each finished track's newest record,
         and the history of the tracks there are. History first: until the archive is rewritten
-        too, its old lines still say which tracks were deleted."""
+        too, its old lines still say which tracks were deleted. Not while store.json holds a
+        copy that an archive line outdates (its removal failed: a full disk): without that line
+        the copy would be the track again."""
         with self._lock:
+            self._drop_stale()
             history = (
                 {"id": track_id, "rev": _born(doc), **entry}
                 for track_id, doc in self._docs.items()

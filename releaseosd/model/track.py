@@ -11,9 +11,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from releaseosd.model.failure import Failure
+from releaseosd.model.localtime import localize
 from releaseosd.model.states import REMOTE, State
 
 
@@ -157,6 +158,14 @@ class Track(BaseModel):
     updated_at: dt.datetime = Field(default_factory=utcnow)
     history: list[HistoryEntry] = Field(default_factory=list)
 
+    @field_validator("created_at", "updated_at")
+    @classmethod
+    def _aware(cls, value: dt.datetime) -> dt.datetime:
+        """A time without an offset (Release OS's v1 files, a caller's datetime.now()) is the
+        producer's wall clock: tracks are put in order of creation, and naive and aware times
+        do not compare."""
+        return _aware(value)
+
     def met(self, step: str, failure: Failure, when: dt.datetime) -> None:
         """Record a failure of `step` on the track (kept apart from the history's notes, which
         no decision ever reads)."""
@@ -234,8 +243,13 @@ def remove_built_files(state_dir: Path, track_id: str) -> None:
 
 
 def status_order(doc: Mapping[str, Any]) -> tuple[dt.datetime, str]:
-    """Where a record's row goes in `status`: oldest track first (ties: by id)."""
-    return dt.datetime.fromisoformat(doc["created_at"]), doc["id"]
+    """Where a record's row goes in `status`: oldest track first (ties: by id). A record stored
+    with a time without an offset sorts by it as a wall-clock time."""
+    return _aware(dt.datetime.fromisoformat(doc["created_at"])), doc["id"]
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo is not None else localize(value)
 
 
 # How the store writes JSON, and status rows are printed: compact, one object a line.
