@@ -191,8 +191,12 @@ class Commands:
                 t.state = State.REMOVED
                 t.sync = None
                 # Only this very file stays left alone: a new export at its path is a new track.
+                # A file that changed since it was last looked at may be a bounce still being
+                # written as the producer removes it: that one is left alone too, once done.
                 with contextlib.suppress(OSError):
-                    t.audio_stat = AudioStat.of(os.stat(t.audio_path))
+                    now = AudioStat.of(os.stat(t.audio_path))
+                    t.removed_mid_write = now != t.audio_stat
+                    t.audio_stat = now
 
             self.store.update(track.id, removed, note="removed by the user" + said)
         if self.state_dir is not None:

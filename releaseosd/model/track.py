@@ -142,6 +142,8 @@ class Track(BaseModel):
     # few of those in a row the track goes up without artwork, and the producer is told.
     artwork_5xx: int = 0
     without_artwork: bool = False
+    # Removed while its export was changing: the version being written is left alone too.
+    removed_mid_write: bool = False
     soundcloud: RemoteTrack = Field(default_factory=RemoteTrack)
     # A re-export whose content differs from what was uploaded: reported, never uploaded by itself.
     local_change: dict[str, Any] | None = None

@@ -214,6 +214,16 @@ class Ingest:
             if track is not None and track.state == State.REMOVED:
                 if track.audio_stat == stat:
                     return True  # the very file the producer removed stays left alone
+                if track.removed_mid_write:
+                    # The bounce that was being written when the producer removed the track:
+                    # removed too. Only a later export at this path is a new track.
+                    def finished(t: Track) -> None:
+                        t.audio_stat, t.removed_mid_write = stat, False
+
+                    self.store.update(
+                        track.id, finished, note="the export being written when it was removed"
+                    )
+                    return True
                 if track.audio_stat is None:
                     # Removed before releaseosd kept file stats: whether this is that file
                     # takes a read.

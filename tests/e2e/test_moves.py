@@ -207,3 +207,41 @@ def test_a_queued_track_moved_and_saved_again_goes_up_once_as_the_new_mix(
     assert [t.id for t in read_tracks(state)] == [first.id] and done.id == first.id
     assert len(sandbox.tracks()) == 1
     assert done.soundcloud.sha256 == done.sha256 != first.sha256
+
+
+def test_a_track_removed_while_its_bounce_is_being_written_stays_removed(
+    tmp_path: Path, sandbox: Sandbox, token_store: Any
+) -> None:
+    """Chaos seed 1004: `remove` while the DAW rewrote the file in place; the finished bounce
+    then went up as a new track. A later export at that path is still a new track."""
+    config = write_config(tmp_path, sandbox.base_url)
+    exports, state = tmp_path / "exports", tmp_path / "state"
+    (exports / "Cut.yaml").write_text("title: Cut\nsharing: public\n")
+    audio = make_audio(exports / "Cut.wav", freq=730)
+    bounce = make_audio(tmp_path / "bounce" / "Cut.wav", freq=731).read_bytes()
+    pause_before_start(state)
+    with ThreadedDaemon(config, token_store):
+        wait_for(lambda: in_state(state, "Cut", State.READY), what="queued")
+        with audio.open("r+b") as fh:  # the DAW starts the new bounce in place
+            fh.truncate(0)
+            fh.write(bounce[: len(bounce) // 3])
+            fh.flush()
+            command(config, "remove", track="Cut", remote=False)
+            fh.write(bounce[len(bounce) // 3 :])
+        command(config, "resume")
+        wait_for(
+            lambda: (
+                (t := read_tracks(state)[0]).audio_stat is not None
+                and t.audio_stat.size == len(bounce)
+                and t
+            ),
+            what="the finished bounce taken as removed",
+        )
+        assert eventually(lambda: len(read_tracks(state)) > 1, timeout=3) is None, dump(state)
+        later = make_audio(exports / "Cut.wav", freq=732)  # a new export, later
+        new = wait_for(
+            lambda: next((t for t in read_tracks(state) if t.state != State.REMOVED), None),
+            what="a new track for the later export",
+        )
+    assert new.audio_stat is not None and new.audio_stat.inode == later.stat().st_ino
+    assert [t.state for t in read_tracks(state)].count(State.REMOVED) == 1
