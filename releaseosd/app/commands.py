@@ -226,7 +226,13 @@ class Commands:
         ]
         try:
             found = client.copies_of(digests) if digests else []
-            urns = list(dict.fromkeys([track.soundcloud.urn, *(str(c["urn"]) for c in found)]))
+            # A copy another record knows as its own is that track's, whatever audio they share
+            # (a refused copy of a released track, removed with --remote, deleted the original).
+            copies = [str(c["urn"]) for c in found]
+            strays = [
+                urn for urn in copies if all(t.id == track.id for t in self.store.by_urn(urn))
+            ]
+            urns = list(dict.fromkeys([track.soundcloud.urn, *strays]))
             deleted = [urn for urn in urns if urn and client.delete_track(urn)]
         except SoundCloudError as exc:
             raise CommandError(

@@ -903,6 +903,7 @@ class _Indexes:
                 "folder",
                 "named",
                 "file_name",
+                "urn",
                 "sha256",
                 "digest",
                 "local_change",
@@ -937,6 +938,9 @@ class _Indexes:
             keys.append(("digest", doc["audio_digest"]))
         if doc.get("duplicate_of"):
             keys.append(("duplicate_of", doc["duplicate_of"]))
+        remote = doc.get("soundcloud")
+        if isinstance(remote, dict) and remote.get("urn"):
+            keys.append(("urn", remote["urn"]))
         change = doc.get("local_change")
         if isinstance(change, dict):
             keys.extend(
@@ -1124,6 +1128,11 @@ class Store:
             if stem is None:
                 return self._tracks_of(self._indexes.get("folder", str(folder)))
             return self._tracks_of(self._indexes.get("named", (str(folder), stem)))
+
+    def by_urn(self, urn: str) -> list[Track]:
+        """The records that know this SoundCloud copy as theirs."""
+        with self._lock:
+            return self._tracks_of(self._indexes.get("urn", urn))
 
     def by_file_name(self, name: str) -> list[Track]:
         """Tracks whose audio file has this name, in any folder."""

@@ -296,3 +296,27 @@ def test_a_link_swapped_in_right_after_the_containment_check_is_never_uploaded(
         if sandbox.upload_of(r["urn"]).path.read_bytes() == private.read_bytes()
     ]  # fmt: skip
     assert leaked == [], f"{private} was published as {leaked}:\n" + dump(state)
+
+
+def test_remove_remote_of_a_refused_copy_leaves_the_original_on_soundcloud(
+    tmp_path: Path, sandbox: Sandbox, token_store: Any
+) -> None:
+    """Chaos seed 1001: a backup copy was refused as the same audio; 'remove COPY --remote'
+    looked SoundCloud up by the audio's machine tag and deleted the released original."""
+    config = write_config(tmp_path, sandbox.base_url)
+    exports, state = tmp_path / "exports", tmp_path / "state"
+    (exports / "Keeper.yaml").write_text("title: Keeper\nsharing: public\n")
+    make_audio(exports / "Keeper.wav", freq=741)
+    with ThreadedDaemon(config, token_store):
+        original = wait_for(lambda: in_state(state, "Keeper", State.RELEASED), what="released")
+        (exports / "backup").mkdir()
+        (exports / "backup" / "Keeper.yaml").write_text("title: Keeper Backup\nsharing: public\n")
+        make_audio(exports / "backup" / "Keeper.wav", freq=741)
+        copy = wait_for(
+            lambda: next((t for t in read_tracks(state) if t.duplicate_of), None),
+            what="the copy refused",
+        )
+        said = command(config, "remove", track=copy.id, remote=True)
+        assert "removed" in said, said
+    assert [t["urn"] for t in sandbox.tracks()] == [original.soundcloud.urn]
+    assert [r for r in sandbox.requests if r.method == "DELETE"] == []
