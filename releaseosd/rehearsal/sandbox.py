@@ -48,14 +48,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from email.message import Message
+from email.parser import Parser
+from email.policy import compat32
+from email.utils import collapse_rfc2231_value
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import BufferedIOBase
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Literal, TextIO
+from typing import IO, Any, Literal, TextIO
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
-
-from python_multipart.exceptions import FormParserError
-from python_multipart.multipart import MultipartParser, parse_options_header
 
 from releaseosd.soundcloud.sandbox_faults import (
     FaultDecision,
@@ -64,14 +64,12 @@ from releaseosd.soundcloud.sandbox_faults import (
     reason,
 )
 
-if TYPE_CHECKING:
-    from python_multipart.multipart import MultipartCallbacks
-
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 MAX_SMALL_BODY = 1 << 20
 MAX_FIELD_BYTES = 64 << 10
+MAX_PART_HEADER_BYTES = 16 << 10
 MAX_ASSET_BYTES = 4 << 30  # the upload guide's limit
 MAX_FILENAME_CHARS = 255
 CODE_TTL_SECONDS = 600.0
@@ -535,42 +533,90 @@ class _Upload:
 
 
 class _MultipartSink:
-    """Feeds a multipart/form-data body through python-multipart's streaming parser: file parts
-    go straight to files in `spool_dir` (writes of memoryview slices, no copies), small fields
-    are kept in memory."""
+    """Reads a multipart/form-data body (RFC 7578) as it arrives: file parts go straight to files
+    in `spool_dir` (writes of memoryview slices, no copies), small fields are kept in memory.
+
+    The delimiter is found with bytes.find in each arriving piece, plus the few bytes held back in
+    case one straddles two pieces; each part's header block is read by the standard library's
+    email parser (quoted strings, escapes, RFC 2231). Its parser of whole messages is not used
+    for the body: it keeps every part in memory and splits it into lines, 11 MiB/s at five times
+    the body's size in memory, where an upload may be 4 GiB.
+    """
 
     def __init__(self, boundary: bytes, spool_dir: Path) -> None:
         self.fields: list[tuple[str, str]] = []
         self.files: list[_Upload] = []
         self.problems: list[str] = []
         self._spool_dir = spool_dir
-        self._ended = False
-        self._header_name = bytearray()
-        self._header_value = bytearray()
-        self._part_headers: dict[str, bytes] = {}
+        self._delimiter = b"\r\n--" + boundary
+        # What the last piece ended with that cannot be read yet: in a part, only bytes that may
+        # begin a delimiter. The first delimiter may open the body without the CRLF before it.
+        self._pending = b"\r\n"
+        self._state: Literal["preamble", "delimiter", "headers", "data", "end"] = "preamble"
         self._out: IO[bytes] | None = None
         self._upload: _Upload | None = None
         self._name = ""
         self._value = bytearray()
         self._skip = False
-        callbacks: MultipartCallbacks = {
-            "on_part_begin": self._part_begin,
-            "on_header_field": self._header_field,
-            "on_header_value": self._header_value_data,
-            "on_header_end": self._header_end,
-            "on_headers_finished": self._headers_finished,
-            "on_part_data": self._part_data,
-            "on_part_end": self._part_end,
-            "on_end": self._end,
-        }
-        self._parser = MultipartParser(boundary, callbacks)
 
     def write(self, data: bytes) -> None:
-        self._parser.write(data)
+        # Mostly nothing is pending and a 1 MiB read is parsed (and written out) uncopied.
+        buf = self._pending + data if self._pending else data
+        pos = 0
+        while self._state != "end":
+            if self._state in ("preamble", "data"):
+                at = buf.find(self._delimiter, pos)
+                until = at if at >= 0 else self._delimiter_may_start(buf, pos)
+                if self._state == "data":
+                    self._part_data(buf, pos, until)
+                pos = until
+                if at < 0:
+                    break
+                if self._state == "data":
+                    self._part_end()
+                pos += len(self._delimiter)
+                self._state = "delimiter"
+            elif self._state == "delimiter":
+                if len(buf) - pos < 2:
+                    break
+                if buf.startswith(b"--", pos):
+                    self._state = "end"  # the close delimiter; what follows is an epilogue
+                    break
+                # Transport padding (spaces, tabs) may sit between a delimiter and its CRLF.
+                eol = buf.find(b"\r\n", pos)
+                if eol < 0:
+                    if buf[pos:].strip(b" \t\r") or len(buf) - pos > 1024:
+                        raise _malformed("a boundary delimiter is not followed by CRLF")
+                    break
+                if buf[pos:eol].strip(b" \t"):
+                    raise _malformed("a boundary delimiter is not followed by CRLF")
+                pos = eol + 2
+                self._state = "headers"
+            else:
+                if buf.startswith(b"\r\n", pos):
+                    block, start = b"", pos + 2
+                else:
+                    end = buf.find(b"\r\n\r\n", pos)
+                    if (end if end >= 0 else len(buf)) - pos > MAX_PART_HEADER_BYTES:
+                        raise _malformed(f"part headers longer than {MAX_PART_HEADER_BYTES} bytes")
+                    if end < 0:
+                        break
+                    block, start = buf[pos:end], end + 4
+                self._part_begin(block)
+                pos = start
+                self._state = "data"
+        self._pending = buf[pos:] if self._state != "end" else b""
+
+    def _delimiter_may_start(self, buf: bytes, pos: int) -> int:
+        """Where the bytes begin that the next piece may complete into a delimiter (which
+        starts with CR), or len(buf)."""
+        at = buf.find(b"\r", max(pos, len(buf) - len(self._delimiter) + 1))
+        while at >= 0 and not self._delimiter.startswith(buf[at:]):
+            at = buf.find(b"\r", at + 1)
+        return at if at >= 0 else len(buf)
 
     def finish(self) -> None:
-        self._parser.finalize()
-        if not self._ended:
+        if self._state != "end":
             raise _HttpError.api(400, "multipart body ended before its closing boundary")
 
     def discard(self) -> None:
@@ -580,41 +626,34 @@ class _MultipartSink:
         for upload in self.files:
             upload.path.unlink(missing_ok=True)
 
-    def _part_begin(self) -> None:
-        self._part_headers = {}
+    def _part_begin(self, block: bytes) -> None:
         self._name = ""
         self._value = bytearray()
         self._skip = False
-
-    def _header_field(self, data: bytes, start: int, end: int) -> None:
-        self._header_name += data[start:end]
-
-    def _header_value_data(self, data: bytes, start: int, end: int) -> None:
-        self._header_value += data[start:end]
-
-    def _header_end(self) -> None:
-        self._part_headers[self._header_name.decode("latin-1").lower()] = bytes(self._header_value)
-        self._header_name = bytearray()
-        self._header_value = bytearray()
-
-    def _headers_finished(self) -> None:
-        disposition, params = parse_options_header(self._part_headers.get("content-disposition"))
-        if disposition != b"form-data" or b"name" not in params:
+        headers = Message()
+        if block:
+            headers = Parser(policy=compat32).parsestr(
+                block.decode("latin-1") + "\r\n\r\n", headersonly=True
+            )
+            if headers.defects or headers.get_payload():
+                raise _malformed("a part's header block holds a line that is not a header")
+        name = _header_param(headers, "content-disposition", "name")
+        if headers.get_content_disposition() != "form-data" or name is None:
             self.problems.append("a multipart part has no Content-Disposition: form-data; name=…")
             self._skip = True
             return
-        self._name = params[b"name"].decode("utf-8", "replace")
-        if b"filename" in params:
-            filename = params[b"filename"].decode("utf-8", "replace")
-            ctype = self._part_headers.get("content-type")
+        self._name = name.decode("utf-8", "replace")
+        filename = _header_param(headers, "content-disposition", "filename")
+        if filename is not None:
             path = self._spool_dir / f"{secrets.token_hex(8)}.part"
-            self._upload = _Upload(
-                self._name, filename, ctype.decode("latin-1") if ctype else None, path
-            )
+            ctype = headers.get("content-type")
+            self._upload = _Upload(self._name, filename.decode("utf-8", "replace"), ctype, path)
             self.files.append(self._upload)
             self._out = open(path, "wb")  # noqa: SIM115 - closed in _part_end or discard
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
+        if end <= start:
+            return
         if self._out is not None and self._upload is not None:
             self._out.write(memoryview(data)[start:end])
             self._upload.size += end - start
@@ -636,8 +675,20 @@ class _MultipartSink:
             except UnicodeDecodeError:
                 self.problems.append(f"{self._name} is not valid UTF-8")
 
-    def _end(self) -> None:
-        self._ended = True
+
+def _malformed(why: str) -> _HttpError:
+    return _HttpError.api(400, f"malformed multipart body: {why}")
+
+
+def _header_param(headers: Message, header: str, name: str) -> bytes | None:
+    """A parameter of a header as the bytes that were sent (headers arrive decoded as latin-1);
+    an RFC 2231 value (`name*=utf-8''…`) as UTF-8."""
+    value = headers.get_param(name, header=header)
+    if value is None:
+        return None
+    if isinstance(value, tuple):
+        return collapse_rfc2231_value(value).encode("utf-8")
+    return value.encode("latin-1", "replace")
 
 
 @dataclass
@@ -650,7 +701,7 @@ class _Request:
     headers: Message
     body: _Body
     content_type: str | None
-    content_params: dict[bytes, bytes]
+    boundary: bytes | None
     form: list[tuple[str, str]] = field(default_factory=list)
     files: list[RecordedFile] = field(default_factory=list)
     json_body: Any = None
@@ -1138,9 +1189,9 @@ class Sandbox:
         # URNs arrive percent-encoded (soundcloud%3Atracks%3A1) or not; both name the same track.
         path = re.sub(r"%3[aA]", ":", split.path)
         query = parse_qsl(split.query, keep_blank_values=True)
-        ctype_raw = h.headers.get("Content-Type")
-        ctype, ctype_params = parse_options_header(ctype_raw) if ctype_raw else (b"", {})
-        content_type = ctype.decode("latin-1") or None
+        ctype = h.headers.get_params(header="content-type") or [("", "")]
+        content_type = ctype[0][0].lower() or None
+        boundary = _header_param(h.headers, "content-type", "boundary")
         try:
             body = _Body(h.rfile, h.headers)
         except _HttpError as exc:
@@ -1154,7 +1205,7 @@ class Sandbox:
         route, params, allowed = self._match(h.command, path)
         template = route.template if route is not None else None
         req = _Request(
-            h.command, path, template, params, query, h.headers, body, content_type, ctype_params
+            h.command, path, template, params, query, h.headers, body, content_type, boundary
         )
         status = 0
         recorded = False
@@ -1297,7 +1348,7 @@ class Sandbox:
         return req.form
 
     def _read_multipart(self, req: _Request, drop_after: int | None = None) -> _MultipartSink:
-        boundary = req.content_params.get(b"boundary")
+        boundary = req.boundary
         if not boundary:
             raise _HttpError.api(400, "multipart/form-data without a boundary parameter")
         self.incoming_dir.mkdir(parents=True, exist_ok=True)
@@ -1306,9 +1357,6 @@ class Sandbox:
             for data in req.body.chunks(drop_after):
                 sink.write(data)
             sink.finish()
-        except FormParserError as exc:
-            sink.discard()
-            raise _HttpError.api(400, f"malformed multipart body: {exc}") from None
         except BaseException:
             sink.discard()
             raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -472,6 +473,58 @@ def test_upload_body_is_streamed_to_disk_as_it_arrives(
     rec = sandbox.requests[-1]
     assert rec.headers.get("transfer-encoding") == "chunked"
     assert rec.files == [RecordedFile("track[asset_data]", "long.wav", "audio/wav", 16 * MiB)]
+
+
+def test_multipart_reads_the_same_however_the_body_is_cut(
+    sandbox: Sandbox, sandbox_tokens: TokenPair
+) -> None:
+    boundary = "b0undary"
+    # Near-delimiters in the audio, transport padding after a delimiter, a preamble, an epilogue,
+    # quotes escaped in a filename and a UTF-8 one: each split into pieces of 1 to 7 bytes, so
+    # that every delimiter and header block straddles pieces somewhere.
+    audio = b"RIFF" + b"\r\n--b0und\r\n-\r" * 40 + bytes(range(256)) + b"\r\n--b0undar"
+    body = (
+        (
+            f"ignored preamble\r\n--{boundary}  \t\r\n"
+            'Content-Disposition: form-data; name="track[title]"\r\n\r\n'
+            f'Caf\u00e9 "Cuts"\r\n--{boundary}\r\n'
+            'content-disposition: form-data; name="track[asset_data]"; filename="a \\"b\\" \u00e9.wav"'
+            "\r\nContent-Type: audio/wav\r\n\r\n"
+        ).encode()
+        + audio
+        + f"\r\n--{boundary}--\r\nignored epilogue".encode()
+    )
+
+    def pieces(data: bytes) -> Iterator[bytes]:
+        at = 0
+        for n in itertools.cycle((1, 2, 3, 5, 7)):
+            if at >= len(data):
+                return
+            yield data[at : at + n]
+            at += n
+
+    headers = sandbox_tokens.headers | {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    with httpx.Client(base_url=sandbox.base_url, timeout=30) as http:
+        answer = http.post("/tracks", content=pieces(body), headers=headers)
+        assert answer.status_code == 201, answer.text
+        assert answer.json()["title"] == 'Caf\u00e9 "Cuts"'
+        stored = sandbox.upload_of(answer.json()["urn"])
+        assert stored.path.read_bytes() == audio and stored.filename == 'a "b" \u00e9.wav'
+        rec = sandbox.requests[-1]
+        assert rec.form == [("track[title]", 'Caf\u00e9 "Cuts"')]
+        assert rec.files == [
+            RecordedFile("track[asset_data]", 'a "b" \u00e9.wav', "audio/wav", len(audio))
+        ]
+
+        unclosed = http.post("/tracks", content=body[: body.index(b"--", -30)], headers=headers)
+        assert "closing boundary" in assert_soundcloud_error(unclosed, 400)["message"]
+        garbled = http.post(
+            "/tracks",
+            content=body.replace(b"Content-Type: audio", b"Content-Type audio"),
+            headers=headers,
+        )
+        assert "malformed multipart body" in assert_soundcloud_error(garbled, 400)["message"]
+    assert list(sandbox.incoming_dir.glob("*.part")) == []
 
 
 def test_upload_fields_are_checked_against_track_data_request(
