@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 
 _TESTS = Path(__file__).resolve().parent
-for _folder in ("e2e", "soundcloud"):
-    if str(_TESTS / _folder) not in sys.path:
-        sys.path.insert(0, str(_TESTS / _folder))
+# tests/ itself for the sandbox_tools package (the test suite's SoundCloud).
+for _folder in (_TESTS, _TESTS / "e2e", _TESTS / "soundcloud"):
+    if str(_folder) not in sys.path:
+        sys.path.insert(0, str(_folder))
 
 from daemon_harness import (  # noqa: E402
     CLIENT_ID,
@@ -25,9 +26,8 @@ from daemon_harness import (  # noqa: E402
     keyring_file,
     log_in,
 )
+from sandbox_tools import RecordedRequest, TestSandbox  # noqa: E402
 from spec_check import SPEC_PATH, check_request, load_spec  # noqa: E402
-
-from releaseosd.rehearsal.sandbox import RecordedRequest, Sandbox  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -65,8 +65,8 @@ def write(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
-    box = Sandbox(
+def sandbox(tmp_path: Path) -> Iterator[TestSandbox]:
+    box = TestSandbox(
         data_dir=tmp_path / "sandbox",
         client_id=CLIENT_ID,
         client_secret=CLIENT_SECRET,
@@ -94,7 +94,7 @@ def _answered_by_a_fault(rec: RecordedRequest) -> bool:
 
 
 @pytest.fixture
-def token_store(tmp_path: Path, sandbox: Sandbox) -> Any:
+def token_store(tmp_path: Path, sandbox: TestSandbox) -> Any:
     """keyrings.alt's file keyring where `daemon_env(tmp_path)` points child processes,
     holding a sandbox login."""
     store = file_token_store(keyring_file(tmp_path))

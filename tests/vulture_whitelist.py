@@ -13,7 +13,7 @@ from releaseosd.model import config, sidecar, store, yamlfile
 from releaseosd.model import track as track_module
 from releaseosd.pipeline import stability
 from releaseosd.rehearsal import sandbox
-from releaseosd.soundcloud import auth, sandbox_faults
+from releaseosd.soundcloud import auth
 
 # click commands: registered by their @<group>.command decorators, called by click.
 cli.config_show
@@ -92,13 +92,10 @@ sandbox.Sandbox._create_playlist
 sandbox.Sandbox._get_playlist
 sandbox.Sandbox._put_playlist
 sandbox.Sandbox._delete_playlist
-# The sandbox is the test suite's SoundCloud: what it recorded and its faults are for tests.
-sandbox.RecordedRequest.answered_at
-sandbox.RecordedRequest.body_bytes
-sandbox.RecordedRequest.form_values
+# Written whole with asdict: /me answers the quota; state.json keeps each track's asset size
+# (which TestSandbox.upload_of, in tests/sandbox_tools, reports).
 sandbox.Quota.upload_seconds_used
-sandbox.Sandbox.upload_of
-sandbox_faults.Faults.drop_upload
+sandbox._Track.asset_bytes
 
 # reprlib.Repr: limits and repr_<type> methods it reads by name.
 yamlfile._ShortRepr.maxlevel

@@ -4,24 +4,16 @@ One server answers the API paths (/me, /tracks, /playlists, /sign-out) and the a
 (/authorize, /oauth/token), so `soundcloud.api_url` and `soundcloud.auth_url` both point at it.
 It behaves the way SoundCloud's spec and its users' bug reports say SoundCloud behaves: OAuth 2.1
 with PKCE (S256) and single-use refresh tokens, `Authorization: OAuth <token>` only, uploads as
-multipart/form-data checked field by field against `TrackDataRequest`, SoundCloud-shaped errors,
-and faults on demand (see sandbox_faults.py). Uploads stream to disk in 1 MiB reads, so the
-sandbox is never the bottleneck of an upload benchmark.
+multipart/form-data checked field by field against `TrackDataRequest`, and SoundCloud-shaped
+errors. Uploads stream to disk in 1 MiB reads, so the sandbox is never the bottleneck of an
+upload benchmark.
 
 The accepted field names and enum values are embedded below (the product never reads the spec at
 run time); tests/soundcloud/test_sandbox.py checks them against the spec itself.
 
-Under `/_sandbox/` an unauthenticated admin API (loopback Host only, never logged, never
-faulted) lets a test drive a sandbox in another process:
-    GET  /_sandbox/faults            current fault settings (Faults.to_json())
-    POST /_sandbox/faults            {"error_rate": 0.5, ...}: Faults.update(**body)
-    POST /_sandbox/faults/clear      back to no faults
-    POST /_sandbox/faults/push       {"status": 503, "html": true, "match": "POST /tracks"}
-    POST /_sandbox/expire-tokens     every access token expires now
-    POST /_sandbox/tokens            mint a token pair without the login flow
-    GET|DELETE /_sandbox/requests    the request log (RecordedRequest.to_json()), or clear it
-    GET  /_sandbox/tracks            every track as the API shows it
-    GET  /_sandbox/stats             refresh_count, rate_limited, retry_after_violations
+This is what `releaseosd run --sandbox` and `releaseosd sandbox` serve. The test suite's
+SoundCloud is a subclass of it (tests/sandbox_tools): fault injection, a request log and an admin
+API for a sandbox in another process live there, on the seams marked below.
 """
 
 from __future__ import annotations
@@ -48,30 +40,21 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from email.message import Message
+from email.parser import Parser
+from email.policy import compat32
+from email.utils import collapse_rfc2231_value
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import BufferedIOBase
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Literal, TextIO
+from typing import IO, Any, Literal, TextIO
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
-
-from python_multipart.exceptions import FormParserError
-from python_multipart.multipart import MultipartParser, parse_options_header
-
-from releaseosd.soundcloud.sandbox_faults import (
-    FaultDecision,
-    Faults,
-    html_error_page,
-    reason,
-)
-
-if TYPE_CHECKING:
-    from python_multipart.multipart import MultipartCallbacks
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 MAX_SMALL_BODY = 1 << 20
 MAX_FIELD_BYTES = 64 << 10
+MAX_PART_HEADER_BYTES = 16 << 10
 MAX_ASSET_BYTES = 4 << 30  # the upload guide's limit
 MAX_FILENAME_CHARS = 255
 CODE_TTL_SECONDS = 600.0
@@ -79,7 +62,6 @@ STATE_FILE = "state.json"
 STATE_FORMAT = "releaseosd-sandbox/1"
 API_LINK = "https://developers.soundcloud.com/docs/api/explorer/open-api"
 AUTH_LINK = "https://developers.soundcloud.com/docs/api/guide#authentication"
-RATE_LINK = "https://developers.soundcloud.com/docs/api/rate-limits#errors"
 # The upload guide's formats: AIFF, WAVE, FLAC, OGG, MP2, MP3, AAC, AMR, WMA.
 AUDIO_EXTENSIONS = frozenset(
     {".aif", ".aiff", ".wav", ".wave", ".flac", ".ogg", ".oga", ".mp2", ".mp3", ".aac", ".m4a"}
@@ -88,6 +70,25 @@ AUDIO_EXTENSIONS = frozenset(
 _PKCE_RE = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
 _CHALLENGE_RE = re.compile(r"^[A-Za-z0-9\-_]{43}$")
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_REASONS = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    409: "Conflict",
+    413: "Payload Too Large",
+    422: "Unprocessable Entity",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+
+
+def reason(status: int) -> str:
+    """The reason phrase SoundCloud's `status` field carries ("404 - Not Found")."""
+    return _REASONS.get(status, "Error")
 
 
 # --- What SoundCloud's spec accepts (openapi.yaml, components/schemas) -------------------------
@@ -187,79 +188,7 @@ PLAYLIST_FORM_REQUEST: Mapping[str, FieldRule] = {
 PLAYLIST_FORM_REQUIRED = ("playlist[title]",)
 
 
-# --- Records a test can inspect -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RecordedFile:
-    field: str
-    filename: str
-    content_type: str | None
-    size: int
-
-
-@dataclass(frozen=True)
-class RecordedRequest:
-    """One request as the sandbox saw it, for tests and for tests/soundcloud/spec_check.py.
-
-    `at` is when its headers arrived and `answered_at` when the answer went out (both from the
-    sandbox's clock). `status` 0 means no answer: the connection dropped or was dropped.
-    Authorization is masked to its scheme ("OAuth ****"), as is a `client_secret` form value.
-    `seq` numbers requests in order of arrival.
-    """
-
-    seq: int
-    at: float
-    answered_at: float
-    method: str
-    path: str
-    template: str | None
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    content_type: str | None
-    form: list[tuple[str, str]]
-    files: list[RecordedFile]
-    json_body: Any
-    body_bytes: int
-    status: int
-
-    def form_values(self, name: str) -> list[str]:
-        return [value for key, value in self.form if key == name]
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class RateLimitEvent:
-    """A 429 answered at `at` to the request numbered `seq`."""
-
-    seq: int
-    at: float
-    retry_after: int | None
-    method: str
-    path: str
-
-
-@dataclass(frozen=True)
-class TokenPair:
-    access_token: str
-    refresh_token: str | None
-    expires_in: int
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"OAuth {self.access_token}"}
-
-
-@dataclass(frozen=True)
-class StoredUpload:
-    """What the sandbox kept of a track's upload."""
-
-    path: Path
-    filename: str
-    size: int
-    artwork: Path | None
+# --- Persistent state ------------------------------------------------------------------------
 
 
 @dataclass
@@ -271,9 +200,6 @@ class Quota:
 
 class SandboxError(Exception):
     """A problem starting the sandbox, phrased for whoever started it."""
-
-
-# --- Persistent state ------------------------------------------------------------------------
 
 
 @dataclass
@@ -426,7 +352,8 @@ class _HttpError(Exception):
 
 
 class _Dropped(Exception):
-    """The sandbox drops this connection on purpose (fault injection)."""
+    """Cut this connection without an answer. The product's sandbox never does; a subclass's
+    seams raise it to play a connection lost mid-request (tests/sandbox_tools)."""
 
 
 class _ClientGone(Exception):
@@ -443,7 +370,6 @@ class _Body:
         self.broken = False
         self.chunked = "chunked" in headers.get("Transfer-Encoding", "").lower()
         self._remaining = 0
-        self._drop_at: int | None = None
         if not self.chunked:
             raw = headers.get("Content-Length")
             if raw is None:
@@ -455,28 +381,17 @@ class _Body:
             self._remaining = int(raw)
             self.done = self._remaining == 0
 
-    def chunks(self, drop_after: int | None = None) -> Iterator[bytes]:
-        """The body in pieces of up to CHUNK bytes; with `drop_after`, raise _Dropped once
-        exactly that many bytes have been read (if the body is that long)."""
-        self._drop_at = drop_after
+    def chunks(self) -> Iterator[bytes]:
+        """The body in pieces of up to CHUNK bytes."""
         source = self._chunked() if self.chunked else self._sized()
         for data in source:
             self.read_bytes += len(data)
             yield data
         self.done = True
 
-    def _want(self, available: int) -> int:
-        want = min(CHUNK, available)
-        if self._drop_at is not None:
-            if self.read_bytes >= self._drop_at:
-                self.broken = True
-                raise _Dropped
-            want = min(want, self._drop_at - self.read_bytes)
-        return want
-
     def _sized(self) -> Iterator[bytes]:
         while self._remaining > 0:
-            data = self._rfile.read(self._want(self._remaining))
+            data = self._rfile.read(min(CHUNK, self._remaining))
             if not data:
                 self.broken = True
                 raise _ClientGone
@@ -499,7 +414,7 @@ class _Body:
                     pass
                 return
             while size > 0:
-                data = self._rfile.read(self._want(size))
+                data = self._rfile.read(min(CHUNK, size))
                 if not data:
                     self.broken = True
                     raise _ClientGone
@@ -535,42 +450,90 @@ class _Upload:
 
 
 class _MultipartSink:
-    """Feeds a multipart/form-data body through python-multipart's streaming parser: file parts
-    go straight to files in `spool_dir` (writes of memoryview slices, no copies), small fields
-    are kept in memory."""
+    """Reads a multipart/form-data body (RFC 7578) as it arrives: file parts go straight to files
+    in `spool_dir` (writes of memoryview slices, no copies), small fields are kept in memory.
+
+    The delimiter is found with bytes.find in each arriving piece, plus the few bytes held back in
+    case one straddles two pieces; each part's header block is read by the standard library's
+    email parser (quoted strings, escapes, RFC 2231). Its parser of whole messages is not used
+    for the body: it keeps every part in memory and splits it into lines, 11 MiB/s at five times
+    the body's size in memory, where an upload may be 4 GiB.
+    """
 
     def __init__(self, boundary: bytes, spool_dir: Path) -> None:
         self.fields: list[tuple[str, str]] = []
         self.files: list[_Upload] = []
         self.problems: list[str] = []
         self._spool_dir = spool_dir
-        self._ended = False
-        self._header_name = bytearray()
-        self._header_value = bytearray()
-        self._part_headers: dict[str, bytes] = {}
+        self._delimiter = b"\r\n--" + boundary
+        # What the last piece ended with that cannot be read yet: in a part, only bytes that may
+        # begin a delimiter. The first delimiter may open the body without the CRLF before it.
+        self._pending = b"\r\n"
+        self._state: Literal["preamble", "delimiter", "headers", "data", "end"] = "preamble"
         self._out: IO[bytes] | None = None
         self._upload: _Upload | None = None
         self._name = ""
         self._value = bytearray()
         self._skip = False
-        callbacks: MultipartCallbacks = {
-            "on_part_begin": self._part_begin,
-            "on_header_field": self._header_field,
-            "on_header_value": self._header_value_data,
-            "on_header_end": self._header_end,
-            "on_headers_finished": self._headers_finished,
-            "on_part_data": self._part_data,
-            "on_part_end": self._part_end,
-            "on_end": self._end,
-        }
-        self._parser = MultipartParser(boundary, callbacks)
 
     def write(self, data: bytes) -> None:
-        self._parser.write(data)
+        # Mostly nothing is pending and a 1 MiB read is parsed (and written out) uncopied.
+        buf = self._pending + data if self._pending else data
+        pos = 0
+        while self._state != "end":
+            if self._state in ("preamble", "data"):
+                at = buf.find(self._delimiter, pos)
+                until = at if at >= 0 else self._delimiter_may_start(buf, pos)
+                if self._state == "data":
+                    self._part_data(buf, pos, until)
+                pos = until
+                if at < 0:
+                    break
+                if self._state == "data":
+                    self._part_end()
+                pos += len(self._delimiter)
+                self._state = "delimiter"
+            elif self._state == "delimiter":
+                if len(buf) - pos < 2:
+                    break
+                if buf.startswith(b"--", pos):
+                    self._state = "end"  # the close delimiter; what follows is an epilogue
+                    break
+                # Transport padding (spaces, tabs) may sit between a delimiter and its CRLF.
+                eol = buf.find(b"\r\n", pos)
+                if eol < 0:
+                    if buf[pos:].strip(b" \t\r") or len(buf) - pos > 1024:
+                        raise _malformed("a boundary delimiter is not followed by CRLF")
+                    break
+                if buf[pos:eol].strip(b" \t"):
+                    raise _malformed("a boundary delimiter is not followed by CRLF")
+                pos = eol + 2
+                self._state = "headers"
+            else:
+                if buf.startswith(b"\r\n", pos):
+                    block, start = b"", pos + 2
+                else:
+                    end = buf.find(b"\r\n\r\n", pos)
+                    if (end if end >= 0 else len(buf)) - pos > MAX_PART_HEADER_BYTES:
+                        raise _malformed(f"part headers longer than {MAX_PART_HEADER_BYTES} bytes")
+                    if end < 0:
+                        break
+                    block, start = buf[pos:end], end + 4
+                self._part_begin(block)
+                pos = start
+                self._state = "data"
+        self._pending = buf[pos:] if self._state != "end" else b""
+
+    def _delimiter_may_start(self, buf: bytes, pos: int) -> int:
+        """Where the bytes begin that the next piece may complete into a delimiter (which
+        starts with CR), or len(buf)."""
+        at = buf.find(b"\r", max(pos, len(buf) - len(self._delimiter) + 1))
+        while at >= 0 and not self._delimiter.startswith(buf[at:]):
+            at = buf.find(b"\r", at + 1)
+        return at if at >= 0 else len(buf)
 
     def finish(self) -> None:
-        self._parser.finalize()
-        if not self._ended:
+        if self._state != "end":
             raise _HttpError.api(400, "multipart body ended before its closing boundary")
 
     def discard(self) -> None:
@@ -580,41 +543,34 @@ class _MultipartSink:
         for upload in self.files:
             upload.path.unlink(missing_ok=True)
 
-    def _part_begin(self) -> None:
-        self._part_headers = {}
+    def _part_begin(self, block: bytes) -> None:
         self._name = ""
         self._value = bytearray()
         self._skip = False
-
-    def _header_field(self, data: bytes, start: int, end: int) -> None:
-        self._header_name += data[start:end]
-
-    def _header_value_data(self, data: bytes, start: int, end: int) -> None:
-        self._header_value += data[start:end]
-
-    def _header_end(self) -> None:
-        self._part_headers[self._header_name.decode("latin-1").lower()] = bytes(self._header_value)
-        self._header_name = bytearray()
-        self._header_value = bytearray()
-
-    def _headers_finished(self) -> None:
-        disposition, params = parse_options_header(self._part_headers.get("content-disposition"))
-        if disposition != b"form-data" or b"name" not in params:
+        headers = Message()
+        if block:
+            headers = Parser(policy=compat32).parsestr(
+                block.decode("latin-1") + "\r\n\r\n", headersonly=True
+            )
+            if headers.defects or headers.get_payload():
+                raise _malformed("a part's header block holds a line that is not a header")
+        name = _header_param(headers, "content-disposition", "name")
+        if headers.get_content_disposition() != "form-data" or name is None:
             self.problems.append("a multipart part has no Content-Disposition: form-data; name=…")
             self._skip = True
             return
-        self._name = params[b"name"].decode("utf-8", "replace")
-        if b"filename" in params:
-            filename = params[b"filename"].decode("utf-8", "replace")
-            ctype = self._part_headers.get("content-type")
+        self._name = name.decode("utf-8", "replace")
+        filename = _header_param(headers, "content-disposition", "filename")
+        if filename is not None:
             path = self._spool_dir / f"{secrets.token_hex(8)}.part"
-            self._upload = _Upload(
-                self._name, filename, ctype.decode("latin-1") if ctype else None, path
-            )
+            ctype = headers.get("content-type")
+            self._upload = _Upload(self._name, filename.decode("utf-8", "replace"), ctype, path)
             self.files.append(self._upload)
             self._out = open(path, "wb")  # noqa: SIM115 - closed in _part_end or discard
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
+        if end <= start:
+            return
         if self._out is not None and self._upload is not None:
             self._out.write(memoryview(data)[start:end])
             self._upload.size += end - start
@@ -636,8 +592,20 @@ class _MultipartSink:
             except UnicodeDecodeError:
                 self.problems.append(f"{self._name} is not valid UTF-8")
 
-    def _end(self) -> None:
-        self._ended = True
+
+def _malformed(why: str) -> _HttpError:
+    return _HttpError.api(400, f"malformed multipart body: {why}")
+
+
+def _header_param(headers: Message, header: str, name: str) -> bytes | None:
+    """A parameter of a header as the bytes that were sent (headers arrive decoded as latin-1);
+    an RFC 2231 value (`name*=utf-8''…`) as UTF-8."""
+    value = headers.get_param(name, header=header)
+    if value is None:
+        return None
+    if isinstance(value, tuple):
+        return collapse_rfc2231_value(value).encode("utf-8")
+    return value.encode("latin-1", "replace")
 
 
 @dataclass
@@ -650,9 +618,10 @@ class _Request:
     headers: Message
     body: _Body
     content_type: str | None
-    content_params: dict[bytes, bytes]
+    boundary: bytes | None
+    # What the body held, once a handler has read it (for a subclass's _observe).
     form: list[tuple[str, str]] = field(default_factory=list)
-    files: list[RecordedFile] = field(default_factory=list)
+    files: list[_Upload] = field(default_factory=list)
     json_body: Any = None
 
     def q(self, name: str) -> str | None:
@@ -689,7 +658,6 @@ _ROUTES = (
     _route("PUT", "/playlists/{playlist_urn}", "_put_playlist"),
     _route("DELETE", "/playlists/{playlist_urn}", "_delete_playlist"),
 )
-AUTH_TEMPLATES = frozenset({"/authorize", "/oauth/token"})
 
 
 class _Server(ThreadingHTTPServer):
@@ -758,12 +726,6 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 # --- The sandbox -------------------------------------------------------------------------------
-
-
-def pkce_pair() -> tuple[str, str]:
-    """(code_verifier, code_challenge) for S256, as a client makes them (RFC 7636)."""
-    verifier = secrets.token_urlsafe(48)
-    return verifier, pkce_challenge(verifier)
 
 
 def pkce_challenge(verifier: str) -> str:
@@ -896,6 +858,9 @@ class Sandbox:
     /oauth/token. Left None, any client id is accepted (the secret is then not checked).
     `redirect_uris` restricts /authorize's redirect_uri when given. Tracks finish processing
     `processing_seconds` after upload, or on their `processing_gets`-th GET when that is set.
+
+    The methods under "seams" do nothing here; a subclass overrides them to watch every request
+    and to answer some differently (tests/sandbox_tools.TestSandbox: faults, a request log).
     """
 
     def __init__(
@@ -908,7 +873,6 @@ class Sandbox:
         *,
         redirect_uris: Sequence[str] | None = None,
         processing_gets: int | None = None,
-        faults: Faults | None = None,
         clock: Callable[[], float] = time.time,
         username: str = "sandbox-artist",
         quota: Quota | None = None,
@@ -921,15 +885,10 @@ class Sandbox:
         self.client_id = client_id
         self.client_secret = client_secret
         self.redirect_uris = tuple(redirect_uris) if redirect_uris is not None else None
-        self.faults = faults if faults is not None else Faults()
         self.username = username
         self.max_asset_bytes = max_asset_bytes
         self._clock = clock
         self._lock = threading.RLock()
-        self._requests: list[RecordedRequest] = []
-        self._rate_limited: list[RateLimitEvent] = []
-        self._refresh_count = 0
-        self._seq = 0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._temp_dir: Path | None = None
@@ -1005,104 +964,24 @@ class Sandbox:
         """Where upload bodies are written while they arrive (`*.part` files)."""
         return self.uploads_dir / ".incoming"
 
-    # -- what tests look at --
+    # -- seams --
 
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        with self._lock:
-            return list(self._requests)
+    def _intercept(self, _req: _Request) -> _Response | None:
+        """An answer to give instead of the route's, before the route sees the request."""
+        return None
 
-    def clear_requests(self) -> None:
-        with self._lock:
-            self._requests.clear()
-            self._rate_limited.clear()
+    def _observe(self, _req: _Request, _answer: _Response | None) -> None:
+        """Every request once answered, just before the answer leaves (None: no answer, the
+        connection dropped). It must not raise."""
 
-    @property
-    def refresh_count(self) -> int:
-        """grant_type=refresh_token requests received, accepted or not."""
-        with self._lock:
-            return self._refresh_count
+    def _user_approves(self) -> bool:
+        """Whether the user clicks "Allow" on /authorize's consent page."""
+        return True
 
-    @property
-    def rate_limited(self) -> list[RateLimitEvent]:
-        """Every 429 answered: when, with which Retry-After, to which request."""
-        with self._lock:
-            return list(self._rate_limited)
-
-    def retry_after_violations(self) -> list[str]:
-        """Requests that arrived after a 429 but before its Retry-After had passed."""
-        with self._lock:
-            events, requests = list(self._rate_limited), list(self._requests)
-        problems = []
-        for event in events:
-            if event.retry_after is None:
-                continue
-            for rec in requests:
-                if rec.seq > event.seq and event.at <= rec.at < event.at + event.retry_after:
-                    problems.append(
-                        f"{rec.method} {rec.path} came {rec.at - event.at:.3f} s after a 429 "
-                        f"(to {event.method} {event.path}) that said Retry-After: {event.retry_after}"
-                    )
-        return problems
-
-    @property
-    def quota(self) -> Quota:
-        return self._state.quota
-
-    def tracks(self) -> list[dict[str, Any]]:
-        """Every track as GET /tracks/{urn} would show it (without counting as a GET)."""
-        with self._lock:
-            return [self._render_track(t) for t in self._state.tracks.values()]
-
-    def playlists(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [self._render_playlist(p, True) for p in self._state.playlists.values()]
-
-    def upload_of(self, track_urn: str) -> StoredUpload:
-        with self._lock:
-            track = self._find_track(track_urn)
-            artwork = self.uploads_dir / track.artwork_file if track.artwork_file else None
-            return StoredUpload(
-                self.uploads_dir / track.asset_file,
-                track.asset_filename,
-                track.asset_bytes,
-                artwork,
-            )
-
-    # -- tokens, for tests that are not about logging in --
-
-    def issue_tokens(self, client_id: str | None = None) -> TokenPair:
-        with self._lock:
-            answer = self._issue(client_id or self.client_id or "sandbox-client", "user")
-            self._save()
-        return TokenPair(answer["access_token"], answer["refresh_token"], answer["expires_in"])
-
-    def expire_access_tokens(self) -> int:
-        """Early expiry: every access token issued so far stops working now."""
-        with self._lock:
-            now = self._clock()
-            for info in self._state.access_tokens.values():
-                info["expires_at"] = min(info["expires_at"], now - 1)
-            self._save()
-            return len(self._state.access_tokens)
-
-    def authorize_url(
-        self,
-        redirect_uri: str,
-        code_challenge: str,
-        state: str | None = None,
-        client_id: str | None = None,
-    ) -> str:
-        params = {
-            "client_id": client_id or self.client_id or "sandbox-client",
-            "redirect_uri": redirect_uri,
-            "response_type": "code",
-            "code_challenge": code_challenge,
-            "code_challenge_method": "S256",
-        }
-        if state is not None:
-            params["state"] = state
-        return f"{self.base_url}/authorize?{urlencode(params)}"
+    def _processing_outcome(self, _req: _Request) -> str:
+        """How processing of an upload that passed every check will end ("finished" or
+        "failed"); asked just before its track is made. Raising _HttpError answers instead."""
+        return "finished"
 
     # -- persistence --
 
@@ -1130,34 +1009,27 @@ class Sandbox:
     # -- the request cycle --
 
     def _handle(self, h: _Handler) -> None:
-        started = self._clock()
-        with self._lock:
-            self._seq += 1
-            seq = self._seq
         split = urlsplit(h.path)
         # URNs arrive percent-encoded (soundcloud%3Atracks%3A1) or not; both name the same track.
         path = re.sub(r"%3[aA]", ":", split.path)
         query = parse_qsl(split.query, keep_blank_values=True)
-        ctype_raw = h.headers.get("Content-Type")
-        ctype, ctype_params = parse_options_header(ctype_raw) if ctype_raw else (b"", {})
-        content_type = ctype.decode("latin-1") or None
+        ctype = h.headers.get_params(header="content-type") or [("", "")]
+        content_type = ctype[0][0].lower() or None
+        boundary = _header_param(h.headers, "content-type", "boundary")
         try:
             body = _Body(h.rfile, h.headers)
         except _HttpError as exc:
             h.close_connection = True
             h.respond(exc.response)
             return
-        if path == "/_sandbox" or path.startswith("/_sandbox/"):
-            self._admin(h, path, body, query)
-            return
 
         route, params, allowed = self._match(h.command, path)
         template = route.template if route is not None else None
         req = _Request(
-            h.command, path, template, params, query, h.headers, body, content_type, ctype_params
+            h.command, path, template, params, query, h.headers, body, content_type, boundary
         )
-        status = 0
-        recorded = False
+        answered: _Response | None = None
+        observed = False
         try:
             try:
                 resp = self._answer(req, route, allowed)
@@ -1171,19 +1043,10 @@ class Sandbox:
                 resp = exc.response
             if body.broken:
                 h.close_connection = True
-            status = resp.status
-            if status == 429:
-                retry = dict(resp.headers).get("Retry-After")
-                with self._lock:
-                    self._rate_limited.append(
-                        RateLimitEvent(
-                            seq, self._clock(), int(retry) if retry else None, h.command, path
-                        )
-                    )
-            # Recorded before the answer leaves: a test that has its answer can count on seeing
-            # the request (and its 429) in the log.
-            self._record(req, seq, started, status)
-            recorded = True
+            # Observed before the answer leaves: a client that has its answer can count on the
+            # observer having seen the request.
+            self._observe(req, resp)
+            observed = True
             h.respond(resp)
         except _Dropped:
             h.drop()
@@ -1192,14 +1055,15 @@ class Sandbox:
         except Exception:
             log.exception("sandbox: %s %s failed", h.command, path)
             h.close_connection = True
+            failure = _json_response(
+                500, error_body(500, "sandbox bug; see the log for a traceback")
+            )
             with contextlib.suppress(OSError):
-                h.respond(
-                    _json_response(500, error_body(500, "sandbox bug; see the log for a traceback"))
-                )
-                status = 500
+                h.respond(failure)
+                answered = failure
         finally:
-            if not recorded:
-                self._record(req, seq, started, status)
+            if not observed:
+                self._observe(req, answered)
 
     def _match(self, method: str, path: str) -> tuple[_Route | None, dict[str, str], list[str]]:
         allowed: list[str] = []
@@ -1213,11 +1077,9 @@ class Sandbox:
         return None, {}, allowed
 
     def _answer(self, req: _Request, route: _Route | None, allowed: list[str]) -> _Response:
-        decision = self.faults.decide(
-            req.method, req.template or req.path, is_auth=req.template in AUTH_TEMPLATES
-        )
-        if decision is not None:
-            return self._fault_response(decision)
+        instead = self._intercept(req)
+        if instead is not None:
+            return instead
         if route is None:
             if allowed:
                 raise _HttpError.api(
@@ -1228,50 +1090,6 @@ class Sandbox:
             raise _HttpError.api(404, f"the sandbox has nothing at {req.method} {req.path}")
         handler: Callable[[_Request], _Response] = getattr(self, route.handler)
         return handler(req)
-
-    def _fault_response(self, d: FaultDecision) -> _Response:
-        headers = [("Retry-After", str(d.retry_after))] if d.retry_after is not None else []
-        if d.body is not None:
-            ctype = "text/html; charset=utf-8" if d.html else "application/json; charset=utf-8"
-            return _Response(d.status, d.body.encode("utf-8"), ctype if d.body else None, headers)
-        if d.html:
-            page = html_error_page(d.status).encode("utf-8")
-            return _Response(d.status, page, "text/html; charset=utf-8", headers)
-        if d.status == 429:
-            body = error_body(429, "rate limit reached; slow down", link=RATE_LINK)
-            body["spam_warning_urn"] = None
-            return _json_response(429, body, headers)
-        return _json_response(d.status, error_body(d.status, reason(d.status)), headers)
-
-    def _record(self, req: _Request, seq: int, started: float, status: int) -> None:
-        headers: dict[str, str] = {}
-        for name, value in req.headers.items():
-            key = name.lower()
-            if key == "authorization":
-                value = f"{value.partition(' ')[0]} ****"
-            headers[key] = f"{headers[key]}, {value}" if key in headers else value
-        query: dict[str, list[str]] = {}
-        for key, value in req.query:
-            query.setdefault(key, []).append(value)
-        form = [(k, "****" if k == "client_secret" else v) for k, v in req.form]
-        rec = RecordedRequest(
-            seq=seq,
-            at=started,
-            answered_at=self._clock(),
-            method=req.method,
-            path=req.path,
-            template=req.template,
-            query=query,
-            headers=headers,
-            content_type=req.content_type,
-            form=form,
-            files=list(req.files),
-            json_body=req.json_body,
-            body_bytes=req.body.read_bytes,
-            status=status,
-        )
-        with self._lock:
-            self._requests.append(rec)
 
     # -- reading bodies --
 
@@ -1296,27 +1114,22 @@ class Sandbox:
             raise _HttpError.api(400, "the form body is not UTF-8") from None
         return req.form
 
-    def _read_multipart(self, req: _Request, drop_after: int | None = None) -> _MultipartSink:
-        boundary = req.content_params.get(b"boundary")
+    def _read_multipart(self, req: _Request) -> _MultipartSink:
+        boundary = req.boundary
         if not boundary:
             raise _HttpError.api(400, "multipart/form-data without a boundary parameter")
         self.incoming_dir.mkdir(parents=True, exist_ok=True)
         sink = _MultipartSink(boundary, self.incoming_dir)
         try:
-            for data in req.body.chunks(drop_after):
+            for data in req.body.chunks():
                 sink.write(data)
             sink.finish()
-        except FormParserError as exc:
-            sink.discard()
-            raise _HttpError.api(400, f"malformed multipart body: {exc}") from None
         except BaseException:
             sink.discard()
             raise
         finally:
             req.form = list(sink.fields)
-            req.files = [
-                RecordedFile(u.field, u.filename, u.content_type, u.size) for u in sink.files
-            ]
+            req.files = list(sink.files)
         return sink
 
     # -- auth --
@@ -1344,7 +1157,7 @@ class Sandbox:
             error = ("invalid_request", f"code_challenge_method must be S256, got {method!r}")
         elif not _CHALLENGE_RE.match(challenge):
             error = ("invalid_request", "code_challenge must be BASE64URL(SHA256(verifier))")
-        elif self.faults.deny_authorization:
+        elif not self._user_approves():
             error = ("access_denied", "the user denied access")
         if error is not None:
             params = {"error": error[0], "error_description": error[1]}
@@ -1371,23 +1184,6 @@ class Sandbox:
         return _Response(status, page.encode("utf-8"), "text/html; charset=utf-8")
 
     def _token(self, req: _Request) -> _Response:
-        try:
-            resp = self._token_grant(req)
-        except _HttpError:
-            self._slow_token_answer()
-            raise
-        if self.faults.token_answer_dropped():
-            # Granted and saved (a refresh token has rotated), but the answer never arrives.
-            raise _Dropped
-        self._slow_token_answer()
-        return resp
-
-    def _slow_token_answer(self) -> None:
-        delay = self.faults.token_answer_delay
-        if delay > 0:
-            time.sleep(delay)  # outside self._lock: other requests go on meanwhile
-
-    def _token_grant(self, req: _Request) -> _Response:
         if req.content_type != "application/x-www-form-urlencoded":
             raise _HttpError.oauth(
                 400,
@@ -1402,9 +1198,6 @@ class Sandbox:
                 raise _HttpError.oauth(400, "invalid_request", f"{name} is given twice")
             form[name] = value
         grant = form.get("grant_type")
-        if grant == "refresh_token":
-            with self._lock:
-                self._refresh_count += 1
         client_id, secret = form.get("client_id"), form.get("client_secret")
         if not client_id or secret is None:
             raise _HttpError.oauth(
@@ -1724,19 +1517,11 @@ class Sandbox:
             raise _HttpError.api(
                 400, f"upload a track as multipart/form-data, not {req.content_type}"
             )
-        drop_after = self.faults.upload_drop_point()
+        sink = self._read_multipart(req)
         try:
-            sink = self._read_multipart(req, drop_after)
-        except _Dropped:
-            self.faults.upload_dropped()
-            raise
-        try:
-            created = self._create_track(req, sink)
+            return self._create_track(req, sink)
         finally:
             sink.discard()  # whatever was not moved into place
-        if self.faults.upload_answer_dropped():
-            raise _Dropped  # the track exists; its answer never arrives
-        return created
 
     def _create_track(self, req: _Request, sink: _MultipartSink) -> _Response:
         files = [(u.field, u.filename) for u in sink.files]
@@ -1767,8 +1552,7 @@ class Sandbox:
         if problems:
             raise _HttpError.api(422, "; ".join(problems), problems=problems)
         assert asset is not None
-        if artwork is not None and self.faults.artwork_fails:
-            raise _HttpError.api(500, "Internal Server Error")
+        outcome = self._processing_outcome(req)
         meta = _form_to_meta(sink.fields, TRACK_DATA_REQUEST)
         duration_ms = _audio_duration_ms(asset.path)
         with self._lock:
@@ -1791,7 +1575,7 @@ class Sandbox:
                 asset_filename=asset.filename,
                 asset_bytes=asset.size,
                 artwork_file=artwork_name,
-                processing_outcome=self.faults.processing_outcome,
+                processing_outcome=outcome,
                 secret=secrets.token_urlsafe(8),
                 duration_ms=duration_ms,
             )
@@ -2004,74 +1788,6 @@ class Sandbox:
             self._save()
         return _json_response(200, {"status": "200 - OK"})
 
-    # -- /_sandbox admin --
-
-    def _admin(self, h: _Handler, path: str, body: _Body, query: list[tuple[str, str]]) -> None:
-        host = (h.headers.get("Host") or "").rsplit(":", 1)[0]
-        try:
-            if host not in ("127.0.0.1", "localhost", "[::1]"):
-                # A web page that rebinds a name to 127.0.0.1 must not drive the sandbox.
-                raise _HttpError.api(403, f"admin requests must use a loopback Host, not {host!r}")
-            resp = self._admin_answer(h.command, path, body)
-        except _HttpError as exc:
-            resp = exc.response
-        except ValueError as exc:
-            resp = _json_response(400, error_body(400, str(exc)))
-        try:
-            body.drain()
-            if body.broken:
-                h.close_connection = True
-            h.respond(resp)
-        except (_ClientGone, OSError):
-            h.close_connection = True
-
-    def _admin_answer(self, method: str, path: str, body: _Body) -> _Response:
-        def payload() -> Any:
-            raw = body.read_all()
-            return json.loads(raw) if raw.strip() else {}
-
-        key = (method, path.removeprefix("/_sandbox"))
-        if key == ("GET", "/faults"):
-            return _json_response(200, self.faults.to_json())
-        if key == ("POST", "/faults"):
-            changes = payload()
-            if not isinstance(changes, dict):
-                raise ValueError("POST /_sandbox/faults takes a JSON object of settings")
-            self.faults.update(**changes)
-            return _json_response(200, self.faults.to_json())
-        if key == ("POST", "/faults/clear"):
-            self.faults.clear()
-            return _json_response(200, self.faults.to_json())
-        if key == ("POST", "/faults/push"):
-            item = payload()
-            if not isinstance(item, dict):
-                raise ValueError("POST /_sandbox/faults/push takes a JSON scripted fault")
-            self.faults.push(**item)
-            return _json_response(200, self.faults.to_json())
-        if key == ("POST", "/expire-tokens"):
-            return _json_response(200, {"expired": self.expire_access_tokens()})
-        if key == ("POST", "/tokens"):
-            args = payload()
-            pair = self.issue_tokens(args.get("client_id") if isinstance(args, dict) else None)
-            return _json_response(200, asdict(pair))
-        if key == ("GET", "/requests"):
-            return _json_response(200, [r.to_json() for r in self.requests])
-        if key == ("DELETE", "/requests"):
-            self.clear_requests()
-            return _json_response(200, {"status": "200 - OK"})
-        if key == ("GET", "/tracks"):
-            return _json_response(200, self.tracks())
-        if key == ("GET", "/stats"):
-            return _json_response(
-                200,
-                {
-                    "refresh_count": self.refresh_count,
-                    "rate_limited": [asdict(e) for e in self.rate_limited],
-                    "retry_after_violations": self.retry_after_violations(),
-                },
-            )
-        raise _HttpError.api(404, f"no admin endpoint {method} {path}")
-
 
 def serve_forever(
     port: int,
@@ -2081,16 +1797,21 @@ def serve_forever(
     client_secret: str | None = None,
     out: TextIO = sys.stdout,
 ) -> None:
-    """`releaseosd sandbox`: serve on 127.0.0.1:port until SIGINT/SIGTERM.
+    """`releaseosd sandbox`: serve on 127.0.0.1:port until SIGINT/SIGTERM."""
+    serve(Sandbox(data_dir, client_id=client_id, client_secret=client_secret), port, out=out)
+
+
+def serve(sandbox: Sandbox, port: int, *, out: TextIO = sys.stdout) -> None:
+    """Serve `sandbox` on 127.0.0.1:port until SIGINT/SIGTERM.
 
     The first line printed is `SoundCloud sandbox at http://127.0.0.1:PORT`, so a parent
     process started with port 0 can read the port.
     """
-    sandbox = Sandbox(data_dir, client_id=client_id, client_secret=client_secret)
     url = sandbox.start(port=port)
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    data_dir = sandbox.data_dir
     where = f"state in {data_dir}" if data_dir is not None else "state in memory only"
     print(f"SoundCloud sandbox at {url}", file=out)
     print(f"  {where}; point releaseosd at it with:", file=out)
@@ -2112,20 +1833,15 @@ __all__ = [
     "TRACK_DATA_REQUEST",
     "TRACK_METADATA",
     "TRACK_UPDATE_FORM_REQUEST",
-    "Faults",
     "FieldRule",
     "Quota",
-    "RateLimitEvent",
-    "RecordedFile",
-    "RecordedRequest",
     "Sandbox",
     "SandboxError",
-    "StoredUpload",
-    "TokenPair",
     "check_form",
     "check_json_object",
     "error_body",
     "pkce_challenge",
-    "pkce_pair",
+    "reason",
+    "serve",
     "serve_forever",
 ]

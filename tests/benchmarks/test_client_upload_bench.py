@@ -23,8 +23,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sandbox_tools import TestSandbox
 
-from releaseosd.rehearsal.sandbox import Quota, Sandbox
+from releaseosd.rehearsal.sandbox import Quota
 
 pytestmark = pytest.mark.benchmark
 
@@ -79,8 +80,8 @@ def audio(scratch: Path) -> Path:
 
 
 @pytest.fixture
-def sandbox(scratch: Path) -> Iterator[Sandbox]:
-    box = Sandbox(
+def sandbox(scratch: Path) -> Iterator[TestSandbox]:
+    box = TestSandbox(
         scratch / "sandbox",
         client_id="sandbox-bench",
         client_secret="s",
@@ -91,7 +92,7 @@ def sandbox(scratch: Path) -> Iterator[Sandbox]:
     box.stop()
 
 
-def forget_uploads(sandbox: Sandbox, token: str) -> None:
+def forget_uploads(sandbox: TestSandbox, token: str) -> None:
     """Delete every stored upload so memory-backed storage does not fill up between rounds."""
     for track in sandbox.tracks():
         httpx.delete(
@@ -128,7 +129,7 @@ def releaseosd_upload(base: str, token: str, audio: Path) -> dict[str, float]:
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is the baseline")
-def test_upload_throughput_and_memory(sandbox: Sandbox, audio: Path) -> None:
+def test_upload_throughput_and_memory(sandbox: TestSandbox, audio: Path) -> None:
     token = sandbox.issue_tokens().access_token
     size_mb = audio.stat().st_size / 1e6
     curl_best = ours_best = float("inf")

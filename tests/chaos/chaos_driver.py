@@ -54,11 +54,11 @@ from daemon_harness import (
     wait_for,
     write_config,
 )
+from sandbox_tools import TestSandbox
 
 from releaseosd.model.states import State
 from releaseosd.model.store import Store
 from releaseosd.model.track import Track
-from releaseosd.rehearsal.sandbox import Sandbox
 
 INVARIANTS = {
     "I0": "every request the daemon sent is one SoundCloud's openapi.yaml documents",
@@ -299,7 +299,7 @@ class SlowWriter(threading.Thread):
 class RemoteWatch(threading.Thread):
     """Which digest each SoundCloud URN carries, seen every 0.1 s (deleted tracks included)."""
 
-    def __init__(self, sandbox: Sandbox) -> None:
+    def __init__(self, sandbox: TestSandbox) -> None:
         super().__init__(name="chaos-remote-watch", daemon=True)
         self.sandbox = sandbox
         self.stopped = threading.Event()
@@ -337,7 +337,7 @@ class ChaosRun:
         seed: int,
         n_ops: int,
         root: Path,
-        sandbox: Sandbox,
+        sandbox: TestSandbox,
         weights: dict[str, float] | None = None,
     ) -> None:
         self.seed, self.n_ops, self.root, self.sandbox = seed, n_ops, root, sandbox
@@ -1955,7 +1955,7 @@ class ChaosRun:
 def run_seed(seed: int, n_ops: int, root: Path) -> ChaosRun:
     """One seed, start to finish, with a sandbox of its own (over loopback, state in `root`);
     raises AssertionError with the whole story on a violation."""
-    sandbox = Sandbox(
+    sandbox = TestSandbox(
         data_dir=root / "sandbox",
         client_id=CLIENT_ID,
         client_secret=CLIENT_SECRET,

@@ -22,9 +22,9 @@ from daemon_harness import (
     wait_for,
     write_config,
 )
+from sandbox_tools import TestSandbox
 
 from releaseosd.model.states import State
-from releaseosd.rehearsal.sandbox import Sandbox
 
 
 def _cli(
@@ -50,7 +50,7 @@ def _keyring_values(root: Path) -> list[str]:
 
 
 def test_setup_login_run_status_logout_and_no_secret_leaks(
-    tmp_path: Path, sandbox: Sandbox
+    tmp_path: Path, sandbox: TestSandbox
 ) -> None:
     config = write_config(tmp_path, sandbox.base_url)
     port = free_port()

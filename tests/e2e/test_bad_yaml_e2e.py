@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from daemon_harness import ThreadedDaemon, make_audio, read_tracks, wait_for, write_config
+from sandbox_tools import TestSandbox
 
 from releaseosd.model.states import State
 from releaseosd.model.track import Track
-from releaseosd.rehearsal.sandbox import Sandbox
 
 
 def _bomb() -> str:
@@ -47,7 +47,7 @@ def _by_audio(state: Path) -> dict[str, Track]:
 
 
 def test_bad_sidecars_end_invalid_and_the_good_track_still_uploads(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     config_path = write_config(tmp_path, sandbox.base_url)
     exports = tmp_path / "exports"

@@ -19,9 +19,9 @@ from daemon_harness import (
     wait_for,
     write_config,
 )
+from sandbox_tools import TestSandbox
 
 from releaseosd.model.states import State
-from releaseosd.rehearsal.sandbox import Sandbox
 
 
 def cli(config: Path, root: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -35,7 +35,7 @@ def cli(config: Path, root: Path, *args: str) -> subprocess.CompletedProcess[str
 
 
 def test_fifty_concurrent_cli_calls_lose_no_update(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any, monkeypatch: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any, monkeypatch: Any
 ) -> None:
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
     (tmp_path / "run").mkdir(mode=0o700, exist_ok=True)
@@ -121,7 +121,7 @@ def test_fifty_concurrent_cli_calls_lose_no_update(
 
 
 def test_commands_without_a_daemon_act_on_the_store(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     config_path = write_config(tmp_path, sandbox.base_url)
     (tmp_path / "exports" / "A.yaml").write_text("title: Alone\nsharing: private\n")

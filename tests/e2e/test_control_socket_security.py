@@ -26,6 +26,7 @@ from typing import Any, cast
 
 import pytest
 from daemon_harness import daemon_env, wait_for, write_config
+from sandbox_tools import TestSandbox
 
 from releaseosd.app.control import (
     ControlServer,
@@ -35,7 +36,6 @@ from releaseosd.app.control import (
     socket_path,
 )
 from releaseosd.model.config import Config
-from releaseosd.rehearsal.sandbox import Sandbox
 
 OTHER = 12345
 ME = os.getuid()
@@ -474,7 +474,7 @@ def _file_at_socket(folder: Path, sock: Path, base: Path) -> None:
 def test_run_exits_with_a_clear_message_on_a_hostile_folder(
     tmp_path: Path,
     tmp_base: Path,
-    sandbox: Sandbox,
+    sandbox: TestSandbox,
     token_store: Any,
     hostile: Any,
     problem: str,
@@ -521,7 +521,7 @@ def test_the_cli_refuses_an_impostor_in_another_users_folder(
 
 
 def test_without_xdg_runtime_dir_run_and_the_cli_meet_in_the_tmp_folder(
-    tmp_path: Path, tmp_base: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, tmp_base: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     config_path = write_config(tmp_path, sandbox.base_url)
     sock = socket_path(tmp_path / "state")

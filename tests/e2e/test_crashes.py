@@ -24,19 +24,19 @@ from daemon_harness import (
     wait_for,
     write_config,
 )
+from sandbox_tools import TestSandbox
 
 from releaseosd.model.states import State
 from releaseosd.model.store import Store
-from releaseosd.rehearsal.sandbox import Sandbox
 
 
-def _store_tokens(root: Path, sandbox: Sandbox) -> None:
+def _store_tokens(root: Path, sandbox: TestSandbox) -> None:
     """Log in through the same real keyring backend the daemon process will use."""
     log_in(file_token_store(keyring_file(root)), sandbox)
 
 
 def test_sigkill_at_25_random_moments(tmp_path: Path) -> None:
-    sandbox = Sandbox(
+    sandbox = TestSandbox(
         data_dir=tmp_path / "sandbox",
         client_id=CLIENT_ID,
         client_secret=CLIENT_SECRET,
@@ -98,7 +98,7 @@ def test_sigkill_at_25_random_moments(tmp_path: Path) -> None:
 
 
 def test_sigterm_stops_quickly_and_a_second_daemon_is_refused(tmp_path: Path) -> None:
-    sandbox = Sandbox(client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    sandbox = TestSandbox(client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
     sandbox.start()
     log = tmp_path / "daemon.log"
     try:

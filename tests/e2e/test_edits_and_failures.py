@@ -19,13 +19,13 @@ from daemon_harness import (
     wait_for,
     write_config,
 )
+from sandbox_tools import TestSandbox
 
 from releaseosd.model.states import State
 from releaseosd.model.track import doc_status_row
-from releaseosd.rehearsal.sandbox import Sandbox
 
 
-def _puts(sandbox: Sandbox, urn: str) -> list[dict[str, Any]]:
+def _puts(sandbox: TestSandbox, urn: str) -> list[dict[str, Any]]:
     return [
         r.json_body["track"]
         for r in sandbox.requests
@@ -34,7 +34,7 @@ def _puts(sandbox: Sandbox, urn: str) -> list[dict[str, Any]]:
 
 
 def test_sidecar_edit_after_upload_sends_only_what_changed(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     config = write_config(tmp_path, sandbox.base_url)
     exports, state = tmp_path / "exports", tmp_path / "state"
@@ -67,7 +67,7 @@ def test_sidecar_edit_after_upload_sends_only_what_changed(
 
 
 def test_moving_and_removing_the_release_time(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     config = write_config(tmp_path, sandbox.base_url)
     exports, state = tmp_path / "exports", tmp_path / "state"
@@ -114,7 +114,7 @@ def test_moving_and_removing_the_release_time(
 
 
 def test_failed_processing_is_deleted_then_uploaded_again(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     config = write_config(tmp_path, sandbox.base_url)
     exports, state = tmp_path / "exports", tmp_path / "state"
@@ -141,7 +141,7 @@ def test_failed_processing_is_deleted_then_uploaded_again(
 
 
 def test_remove_remote_deletes_on_soundcloud(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any, monkeypatch: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any, monkeypatch: Any
 ) -> None:
     run_dir = tmp_path / "run"
     run_dir.mkdir(mode=0o700)
@@ -180,7 +180,7 @@ def test_remove_remote_deletes_on_soundcloud(
 
 
 def test_a_re_export_after_upload_is_reported_not_uploaded_again(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     config = write_config(tmp_path, sandbox.base_url)
     exports, state = tmp_path / "exports", tmp_path / "state"

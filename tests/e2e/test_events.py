@@ -17,6 +17,7 @@ from daemon_harness import (
     wait_for,
     write_config,
 )
+from sandbox_tools import TestSandbox
 
 from releaseosd.model.events import (
     Edited,
@@ -28,7 +29,6 @@ from releaseosd.model.events import (
     UploadProgress,
 )
 from releaseosd.model.states import State
-from releaseosd.rehearsal.sandbox import Sandbox
 
 pytestmark = pytest.mark.usefixtures("runtime_dir")
 
@@ -44,7 +44,7 @@ class Recorder:
 
 
 def test_a_listener_hears_a_scheduled_track_from_upload_to_release_in_order(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     config = write_config(tmp_path, sandbox.base_url)
     exports, state = tmp_path / "exports", tmp_path / "state"
@@ -102,7 +102,7 @@ def test_a_listener_hears_a_scheduled_track_from_upload_to_release_in_order(
 
 
 def test_failures_are_values_on_the_record_counted_by_kind(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     """A 429 and a 503 on the upload, then a 503 going public: each is on the record as kind,
     status and step (no decision reads the history's wording)."""

@@ -17,9 +17,9 @@ from daemon_harness import (
     wait_for,
     write_config,
 )
+from sandbox_tools import TestSandbox
 
 from releaseosd.model.states import State
-from releaseosd.rehearsal.sandbox import Sandbox
 
 
 class SendLog:
@@ -66,7 +66,7 @@ def test_twenty_tracks_through_a_flaky_soundcloud(tmp_path: Path, monkeypatch: A
 
     from releaseosd.soundcloud.tokens import TokenSet, TokenStore
 
-    sandbox = Sandbox(
+    sandbox = TestSandbox(
         data_dir=tmp_path / "sandbox",
         client_id=CLIENT_ID,
         client_secret=CLIENT_SECRET,

@@ -23,9 +23,9 @@ from daemon_harness import (
     wait_for,
     write_config,
 )
+from sandbox_tools import TestSandbox
 
 from releaseosd.model.states import State
-from releaseosd.rehearsal.sandbox import Sandbox
 
 # The CLI reaches the in-process daemon over its control socket.
 pytestmark = pytest.mark.usefixtures("runtime_dir")
@@ -42,7 +42,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(15)
 
 
-def _slow_answer(sandbox: Sandbox, name: str) -> threading.Event:
+def _slow_answer(sandbox: TestSandbox, name: str) -> threading.Event:
     """The sandbox does the work of `name` and then holds the answer back (a slow link): the
     moment to kill the client in."""
     done = threading.Event()
@@ -60,7 +60,7 @@ def _slow_answer(sandbox: Sandbox, name: str) -> threading.Event:
 
 
 def test_kill_9_after_the_upload_was_created_but_before_its_answer_adopts_it(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     config = write_config(tmp_path, sandbox.base_url)
     exports, state = tmp_path / "exports", tmp_path / "state"
@@ -86,7 +86,7 @@ def test_kill_9_after_the_upload_was_created_but_before_its_answer_adopts_it(
 
 
 def test_kill_9_between_creating_a_playlist_and_recording_it_makes_no_second_playlist(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     config = write_config(tmp_path, sandbox.base_url)
     exports, state = tmp_path / "exports", tmp_path / "state"
@@ -111,7 +111,7 @@ def test_kill_9_between_creating_a_playlist_and_recording_it_makes_no_second_pla
 
 
 def test_a_second_daemon_and_a_one_shot_upload_on_the_same_state_dir_are_refused(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     config = write_config(tmp_path, sandbox.base_url)
     exports, state = tmp_path / "exports", tmp_path / "state"

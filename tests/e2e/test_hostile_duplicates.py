@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 from daemon_harness import ThreadedDaemon, dump, make_audio, read_tracks, wait_for, write_config
+from sandbox_tools import TestSandbox
 
 from releaseosd.model.states import State
-from releaseosd.rehearsal.sandbox import Sandbox
 
 # The CLI reaches the in-process daemon over its control socket.
 pytestmark = pytest.mark.usefixtures("runtime_dir")
@@ -27,7 +27,7 @@ def _flac_of(wav: Path, flac: Path) -> Path:
 
 
 def test_the_same_samples_as_wav_and_flac_are_one_track(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     """README: 'Audio is recognised by its decoded samples, not its file bytes.' A lossless FLAC
     of the very WAV holds the same samples; it is not uploaded a second time."""
@@ -52,7 +52,7 @@ def test_the_same_samples_as_wav_and_flac_are_one_track(
 
 
 def test_export_wav_and_mp3_beside_one_sidecar_is_one_upload(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     """Ableton/Logic/Bitwig can write 'Night Drive.wav' and 'Night Drive.mp3' in one export. Both
     match 'Night Drive.yaml'; one sidecar is one track, so only one of them goes up."""
@@ -72,7 +72,7 @@ def test_export_wav_and_mp3_beside_one_sidecar_is_one_upload(
 
 
 def test_a_copy_of_a_re_export_made_after_upload_is_a_copy_not_a_new_track(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     """Chaos seed 7: 'Tide' went up, was re-exported (reported, not uploaded), and the new file
     was copied, retagged, into another folder with a sidecar of its own: that copy went up as a

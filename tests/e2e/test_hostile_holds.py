@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 from daemon_harness import DONE, ThreadedDaemon, in_state, make_audio, track, wait_for, write_config
+from sandbox_tools import TestSandbox
 
 from releaseosd.model.states import State
-from releaseosd.rehearsal.sandbox import Sandbox
 from releaseosd.soundcloud import client as client_module
 from releaseosd.soundcloud.tags import machine_tag
 
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("runtime_dir")
 
 
 def test_a_sidecar_deleted_after_upload_and_written_back_sends_only_the_real_edit(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     config = write_config(tmp_path, sandbox.base_url)
     exports, state = tmp_path / "exports", tmp_path / "state"
@@ -51,7 +51,7 @@ def test_a_sidecar_deleted_after_upload_and_written_back_sends_only_the_real_edi
 
 
 def test_a_re_export_by_rename_during_the_upload_sends_the_checked_mix_and_reports_the_new(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reached, go = threading.Event(), threading.Event()
     original = client_module._verified_chunks

@@ -25,9 +25,9 @@ from daemon_harness import (
     wait_for,
     write_config,
 )
+from sandbox_tools import TestSandbox
 
 from releaseosd.model.states import State
-from releaseosd.rehearsal.sandbox import Sandbox
 
 # The CLI reaches the in-process daemon over its control socket.
 pytestmark = pytest.mark.usefixtures("runtime_dir")
@@ -45,7 +45,7 @@ def zone(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
 
 def test_files_that_are_not_exports_end_invalid_and_stall_nothing(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     config = write_config(tmp_path, sandbox.base_url)
     exports, state = tmp_path / "exports", tmp_path / "state"
@@ -77,7 +77,7 @@ def test_files_that_are_not_exports_end_invalid_and_stall_nothing(
 
 
 def test_a_symlinked_folder_to_outside_the_watch_root_publishes_nothing(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     config = write_config(tmp_path, sandbox.base_url)
     exports, state = tmp_path / "exports", tmp_path / "state"
@@ -95,7 +95,7 @@ def test_a_symlinked_folder_to_outside_the_watch_root_publishes_nothing(
 
 
 def test_a_sidecar_that_links_outside_the_watch_folder_is_refused_like_audio(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     """The audio is inside; its sidecar is a link to a private note elsewhere, whose text would
     become the public description: refused like an audio link."""

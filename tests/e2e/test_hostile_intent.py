@@ -25,9 +25,9 @@ from daemon_harness import (
     wait_for,
     write_config,
 )
+from sandbox_tools import TestSandbox
 
 from releaseosd.model.states import State
-from releaseosd.rehearsal.sandbox import Sandbox
 from releaseosd.soundcloud import client as client_module
 
 # The CLI reaches the in-process daemon over its control socket.
@@ -35,7 +35,7 @@ pytestmark = pytest.mark.usefixtures("runtime_dir")
 
 
 def test_defaults_reloaded_while_an_upload_runs_are_not_sent_with_a_later_edit(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The upload carries the defaults of its start (genre Old); a SIGHUP lands while it runs
     (genre New). The track keeps the defaults it went up with, so the producer's next unrelated
@@ -80,7 +80,7 @@ def test_defaults_reloaded_while_an_upload_runs_are_not_sent_with_a_later_edit(
 
 
 def test_a_released_track_whose_sidecar_says_private_goes_private_or_says_why_not(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     config = write_config(tmp_path, sandbox.base_url)
     exports, state = tmp_path / "exports", tmp_path / "state"
@@ -108,7 +108,7 @@ def test_a_released_track_whose_sidecar_says_private_goes_private_or_says_why_no
 
 
 def test_a_release_due_while_uploads_are_paused_still_happens(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     config = write_config(tmp_path, sandbox.base_url)
     exports, state = tmp_path / "exports", tmp_path / "state"
@@ -132,7 +132,7 @@ def test_a_release_due_while_uploads_are_paused_still_happens(
 
 
 def test_deleting_the_original_of_a_refused_copy_lets_the_copy_take_over(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     """The refusal says 'Delete one of the copies.' The producer deletes the original file (the
     uploaded one), keeping the copy in its new folder; the record follows the copy, which is no
@@ -165,7 +165,7 @@ def first_of(state: Path) -> Any:
 
 
 def test_plain_status_shows_a_re_export_that_was_not_uploaded(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     """README: 'Re-exporting different audio for a track that is already up is reported
     (`status` shows it)': the plain table says so, not only `status --json`."""
@@ -195,7 +195,7 @@ def test_plain_status_shows_a_re_export_that_was_not_uploaded(
 
 
 def test_a_half_written_sidecar_does_not_release_a_scheduled_track_early(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     """An editor or sync client rewriting the sidecar in place stalls after the first line (a
     slow share, a full disk) for longer than stable_seconds. A cut sidecar is valid (every field
@@ -224,7 +224,7 @@ def test_a_half_written_sidecar_does_not_release_a_scheduled_track_early(
 
 
 def test_an_autosave_while_retyping_the_release_time_does_not_release_early(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     """The producer moves the release by a day: selects the value after 'release_at:' and types
     the new one. An editor's autosave (VS Code 'afterDelay', 1 s) writes 'release_at:' with no
@@ -250,7 +250,7 @@ def test_an_autosave_while_retyping_the_release_time_does_not_release_early(
 
 
 def test_release_now_while_uploads_are_paused_does_not_claim_going_public_now(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     config = write_config(tmp_path, sandbox.base_url)
     exports, state = tmp_path / "exports", tmp_path / "state"

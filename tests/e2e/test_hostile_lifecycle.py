@@ -22,16 +22,16 @@ from daemon_harness import (
     wait_for,
     write_config,
 )
+from sandbox_tools import TestSandbox
 
 from releaseosd.model.states import State
-from releaseosd.rehearsal.sandbox import Sandbox
 
 # The CLI reaches the in-process daemon over its control socket.
 pytestmark = pytest.mark.usefixtures("runtime_dir")
 
 
 def test_an_export_deleted_and_exported_again_at_the_same_path_is_picked_up(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     """Many DAWs delete the old bounce first and write the new one when the render ends (which
     can take longer than stable_seconds). The track waits for its export meanwhile, and the new
@@ -60,7 +60,7 @@ def test_an_export_deleted_and_exported_again_at_the_same_path_is_picked_up(
 
 
 def test_a_folder_moved_across_devices_before_upload_keeps_its_track(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     """A move between file systems is a copy (new inodes) and then a delete. The copy is seen
     first and refused as a duplicate of the original; when the original goes, the record follows
@@ -87,7 +87,7 @@ def test_a_folder_moved_across_devices_before_upload_keeps_its_track(
 
 
 def test_edits_after_a_cross_device_move_of_an_uploaded_track_reach_soundcloud(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     config = write_config(tmp_path, sandbox.base_url)
     exports, state = tmp_path / "exports", tmp_path / "state"
@@ -111,7 +111,7 @@ def test_edits_after_a_cross_device_move_of_an_uploaded_track_reach_soundcloud(
 
 
 def test_following_the_advice_remove_remote_then_export_again_replaces_the_upload(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     """The log's advice for a re-export after upload: 'To replace it: releaseosd remove ID
     --remote, then export again.' Doing exactly that uploads the new export: a removed record
@@ -133,7 +133,7 @@ def test_following_the_advice_remove_remote_then_export_again_replaces_the_uploa
 
 
 def test_a_watch_folder_that_disappears_for_a_moment_loses_no_queued_track(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     """An external drive or SMB share holding the exports drops out (sleep, a loose cable) and
     comes back. Its tracks wait for their exports meanwhile and carry on when they are back."""

@@ -17,16 +17,16 @@ from daemon_harness import (
     wait_for,
     write_config,
 )
+from sandbox_tools import TestSandbox
 
 from releaseosd.model.states import State
-from releaseosd.rehearsal.sandbox import Sandbox
 
 # The CLI reaches the in-process daemon over its control socket.
 pytestmark = pytest.mark.usefixtures("runtime_dir")
 
 
 def test_after_logout_forgot_the_tokens_the_daemon_uploads_nothing_more(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     """`auth logout` deletes the keyring entries; its sign-out at SoundCloud is best effort
     ('forgot the tokens' when it could not reach it). The running daemon reads the keyring at each

@@ -28,9 +28,9 @@ from daemon_harness import (
     wait_for,
     write_config,
 )
+from sandbox_tools import TestSandbox
 
 from releaseosd.model.states import State
-from releaseosd.rehearsal.sandbox import Sandbox
 from releaseosd.soundcloud import client as client_module
 from releaseosd.soundcloud.client import SoundCloudClient
 
@@ -39,7 +39,7 @@ pytestmark = pytest.mark.usefixtures("runtime_dir")
 
 
 def test_two_tracks_of_one_ep_create_one_playlist(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two tracks of one EP finishing together (uploads.concurrency 2, two publish workers) make
     one 'Night EP'. The barrier makes the two look-ups overlap if nothing serialises them, as two
@@ -83,7 +83,7 @@ def test_a_release_time_added_while_the_upload_runs_is_never_public_before_it(
     """The upload started public (no release_at). The producer adds `release_at: tomorrow`
     while it is in flight: the copy is made private as soon as it exists, not once SoundCloud's
     processing ends."""
-    box = Sandbox(
+    box = TestSandbox(
         data_dir=tmp_path / "sandbox2",
         client_id=CLIENT_ID,
         client_secret=CLIENT_SECRET,
@@ -135,7 +135,7 @@ def test_a_release_time_added_while_the_upload_runs_is_never_public_before_it(
 
 
 def test_new_artwork_in_the_sidecar_after_upload_reaches_soundcloud_or_is_reported(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     """README: 'editing it after the upload ... sends only the changed fields'. The cover is a
     sidecar field. Changed after the upload, it is sent or the producer is told."""
@@ -181,7 +181,7 @@ def test_new_artwork_in_the_sidecar_after_upload_reaches_soundcloud_or_is_report
 
 
 def test_remove_remote_racing_a_retry_leaves_no_copy_on_soundcloud(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`remove --remote` lists and deletes on SoundCloud (seconds on a big account). A retry that
     comes due meanwhile must not upload afresh behind its back: the scheduler keeps its hands off
@@ -221,7 +221,7 @@ def test_remove_remote_racing_a_retry_leaves_no_copy_on_soundcloud(
 
 
 def test_an_export_swapped_for_a_symlink_after_the_check_sends_no_private_bytes(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The export is swapped for a link to a private file between the upload's last check and
     its request (while check_quota runs): not a byte of the private file is sent."""
@@ -264,7 +264,7 @@ def test_an_export_swapped_for_a_symlink_after_the_check_sends_no_private_bytes(
 
 
 def test_a_link_swapped_in_right_after_the_containment_check_is_never_uploaded(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A hostile writer to a shared folder swaps a link in between the ingest's containment check
     and its stat (looping os.replace): the private file never becomes 'the checked export'."""

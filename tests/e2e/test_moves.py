@@ -19,16 +19,16 @@ from daemon_harness import (
     wait_for,
     write_config,
 )
+from sandbox_tools import TestSandbox
 
 from releaseosd.media import build as build_module
 from releaseosd.model.states import State
-from releaseosd.rehearsal.sandbox import Sandbox
 
 pytestmark = pytest.mark.usefixtures("runtime_dir")
 
 
 def test_a_removed_track_whose_folder_is_renamed_stays_removed(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     """`remove --remote`, then the producer tidies the folders: the removed file, moved, went up
     again as a new track."""
@@ -58,7 +58,7 @@ def test_a_removed_track_whose_folder_is_renamed_stays_removed(
 
 
 def test_a_folder_moved_while_its_track_is_built_keeps_one_record_that_follows_it(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The move landed while the preview was being made: the build's record stayed `pending`
     with no reason at the old path, and a second record took the file at the new one."""
@@ -91,7 +91,7 @@ def test_a_folder_moved_while_its_track_is_built_keeps_one_record_that_follows_i
 
 
 def test_an_export_deleted_while_it_is_built_says_it_is_gone(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     building, go = threading.Event(), threading.Event()
     original = build_module.build_assets
@@ -122,7 +122,7 @@ def test_an_export_deleted_while_it_is_built_says_it_is_gone(
 
 
 def test_a_track_re_exported_after_upload_follows_its_folder_when_it_moves(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     """Seed 7: the record knew only the stat of the audio it uploaded, so once the export was
     re-exported (reported, not uploaded) a moved folder made the file a new track."""

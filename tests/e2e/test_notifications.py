@@ -15,9 +15,9 @@ from daemon_harness import (
     wait_for,
     write_config,
 )
+from sandbox_tools import TestSandbox
 
 from releaseosd.model.states import State
-from releaseosd.rehearsal.sandbox import Sandbox
 from releaseosd.soundcloud.tokens import TokenSet
 
 
@@ -26,7 +26,7 @@ def _summaries(bus: Any) -> list[str]:
 
 
 def test_released_scheduled_failed_and_needs_login(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any, notification_bus: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any, notification_bus: Any
 ) -> None:
     config_path = write_config(tmp_path, sandbox.base_url)
     exports = tmp_path / "exports"
@@ -86,7 +86,7 @@ def test_released_scheduled_failed_and_needs_login(
 
 
 def test_no_session_bus_does_not_stop_a_release(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any, monkeypatch: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any, monkeypatch: Any
 ) -> None:
     monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS", raising=False)
     config_path = write_config(tmp_path, sandbox.base_url)

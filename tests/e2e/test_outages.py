@@ -15,15 +15,15 @@ from daemon_harness import (
     wait_for,
     write_config,
 )
+from sandbox_tools import TestSandbox
 
 from releaseosd.model.states import State
 from releaseosd.pipeline.retry import OFFLINE_ATTEMPTS_COUNTED
-from releaseosd.rehearsal.sandbox import Sandbox
 from releaseosd.soundcloud.errors import ARTWORK_5XX_LIMIT
 
 
 def test_offline_for_a_while_then_back_does_not_use_up_attempts(
-    tmp_path: Path, token_store: Any, sandbox: Sandbox
+    tmp_path: Path, token_store: Any, sandbox: TestSandbox
 ) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -41,7 +41,7 @@ def test_offline_for_a_while_then_back_does_not_use_up_attempts(
         )
         assert waited.state in (State.READY, State.UPLOADING)
         assert waited.attempts <= OFFLINE_ATTEMPTS_COUNTED < 4
-        back = Sandbox(
+        back = TestSandbox(
             data_dir=tmp_path / "later-sandbox",
             client_id=CLIENT_ID,
             client_secret=CLIENT_SECRET,
@@ -72,7 +72,7 @@ def test_offline_for_a_while_then_back_does_not_use_up_attempts(
 
 
 def test_artwork_that_keeps_failing_is_dropped_and_the_user_told(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any, notification_bus: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any, notification_bus: Any
 ) -> None:
     sandbox.faults.update(artwork_fails=True)
     config = write_config(tmp_path, sandbox.base_url)

@@ -7,12 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from daemon_harness import ThreadedDaemon, by_title, local, make_audio, wait_for, write_config
+from sandbox_tools import TestSandbox
 
 from releaseosd.model.states import State
-from releaseosd.rehearsal.sandbox import Sandbox
 
 
-def test_plain_scheduled_and_bad_tracks(tmp_path: Path, sandbox: Sandbox, token_store: Any) -> None:
+def test_plain_scheduled_and_bad_tracks(
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
+) -> None:
     config_path = write_config(tmp_path, sandbox.base_url)
     exports = tmp_path / "exports"
     state = tmp_path / "state"
@@ -81,7 +83,7 @@ def test_plain_scheduled_and_bad_tracks(tmp_path: Path, sandbox: Sandbox, token_
 
 
 def test_without_a_soundcloud_app_tracks_wait_for_the_user(
-    tmp_path: Path, sandbox: Sandbox, notification_bus: Any
+    tmp_path: Path, sandbox: TestSandbox, notification_bus: Any
 ) -> None:
     config_path = write_config(tmp_path, sandbox.base_url)
     config_path.write_text(config_path.read_text().replace("  client_id: e2e-client\n", ""))

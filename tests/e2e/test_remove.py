@@ -16,10 +16,10 @@ from daemon_harness import (
     wait_for,
     write_config,
 )
+from sandbox_tools import TestSandbox
 
 from releaseosd.model.states import State
 from releaseosd.model.track import Track, built_dir
-from releaseosd.rehearsal.sandbox import Sandbox
 
 
 def _built(state: Path, title: str) -> Track | None:
@@ -32,7 +32,7 @@ def _built(state: Path, title: str) -> Track | None:
 
 
 def test_remove_deletes_the_tracks_built_files_and_no_others(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any, runtime_dir: Path
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any, runtime_dir: Path
 ) -> None:
     config = write_config(tmp_path, sandbox.base_url)
     exports, state = tmp_path / "exports", tmp_path / "state"

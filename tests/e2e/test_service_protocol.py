@@ -20,12 +20,11 @@ from daemon_harness import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "app" / "service"))
+from sandbox_tools import TestSandbox
 from sd_notify_listener import NotifySocket
 
-from releaseosd.rehearsal.sandbox import Sandbox
 
-
-def test_type_notify_ready_watchdog_stopping(tmp_path: Path, sandbox: Sandbox) -> None:
+def test_type_notify_ready_watchdog_stopping(tmp_path: Path, sandbox: TestSandbox) -> None:
     config = write_config(tmp_path, sandbox.base_url)
     with NotifySocket.bind() as listener:
         env = daemon_env(tmp_path)
@@ -48,7 +47,7 @@ def test_type_notify_ready_watchdog_stopping(tmp_path: Path, sandbox: Sandbox) -
 
 
 def test_sighup_reloads_watch_folders_without_a_restart(
-    tmp_path: Path, sandbox: Sandbox, token_store: object
+    tmp_path: Path, sandbox: TestSandbox, token_store: object
 ) -> None:
     config = write_config(tmp_path, sandbox.base_url)
     log = tmp_path / "daemon.log"

@@ -17,15 +17,15 @@ from daemon_harness import (
     wait_for,
     write_config,
 )
+from sandbox_tools import TestSandbox
 
 from releaseosd.model.states import State
-from releaseosd.rehearsal.sandbox import Sandbox
 
 pytestmark = pytest.mark.usefixtures("runtime_dir")
 
 
 def test_a_sidecar_deleted_before_the_upload_leaves_the_folder_defaults_alone(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     """Seed 3: the own sidecar said public; deleted while queued, with the folder's release.yaml
     left (no sharing: private). The track went up public under the deleted sidecar's title."""
@@ -48,7 +48,7 @@ def test_a_sidecar_deleted_before_the_upload_leaves_the_folder_defaults_alone(
 
 
 def test_a_sidecar_deleted_before_the_upload_with_nothing_left_holds_the_track(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     config = write_config(tmp_path, sandbox.base_url)
     exports, state = tmp_path / "exports", tmp_path / "state"
@@ -69,7 +69,7 @@ def test_a_sidecar_deleted_before_the_upload_with_nothing_left_holds_the_track(
 
 
 def test_a_sidecar_deleted_after_the_upload_sends_what_the_folder_still_says(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     config = write_config(tmp_path, sandbox.base_url)
     exports, state = tmp_path / "exports", tmp_path / "state"

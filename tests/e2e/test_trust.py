@@ -37,11 +37,11 @@ from daemon_harness import (
     wait_for,
     write_config,
 )
+from sandbox_tools import TestSandbox
 
 from releaseosd.model.states import State
 from releaseosd.model.store import Store
 from releaseosd.model.track import Track
-from releaseosd.rehearsal.sandbox import Sandbox
 from releaseosd.soundcloud.tags import machine_tag
 
 # The CLI's commands reach the in-process daemon over its control socket.
@@ -52,16 +52,16 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def copies(sandbox: Sandbox) -> list[dict[str, Any]]:
+def copies(sandbox: TestSandbox) -> list[dict[str, Any]]:
     return sandbox.tracks()
 
 
-def asset(sandbox: Sandbox, remote: dict[str, Any]) -> bytes:
+def asset(sandbox: TestSandbox, remote: dict[str, Any]) -> bytes:
     return sandbox.upload_of(str(remote["urn"])).path.read_bytes()
 
 
 @contextlib.contextmanager
-def logged_in_client(sandbox: Sandbox) -> Iterator[Any]:
+def logged_in_client(sandbox: TestSandbox) -> Iterator[Any]:
     """The product's SoundCloud client on a sandbox login, without a daemon."""
     import httpx
 
@@ -82,7 +82,7 @@ def logged_in_client(sandbox: Sandbox) -> Iterator[Any]:
 
 
 def test_a_re_export_in_place_while_queued_is_checked_again_and_only_the_finished_file_goes_up(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     config = write_config(tmp_path, sandbox.base_url)
     exports, state = tmp_path / "exports", tmp_path / "state"
@@ -120,7 +120,7 @@ def test_a_re_export_in_place_while_queued_is_checked_again_and_only_the_finishe
 
 
 def test_an_export_rewritten_while_it_is_sent_is_cut_off_before_its_last_byte(
-    tmp_path: Path, sandbox: Sandbox
+    tmp_path: Path, sandbox: TestSandbox
 ) -> None:
     from releaseosd.soundcloud.client import TrackFields
     from releaseosd.soundcloud.errors import AssetChanged
@@ -153,7 +153,7 @@ def test_an_export_rewritten_while_it_is_sent_is_cut_off_before_its_last_byte(
 
 
 def test_an_export_swapped_for_a_link_to_a_private_file_after_its_check_sends_nothing_of_it(
-    tmp_path: Path, sandbox: Sandbox
+    tmp_path: Path, sandbox: TestSandbox
 ) -> None:
     from releaseosd.soundcloud.client import TrackFields
     from releaseosd.soundcloud.errors import AssetChanged
@@ -181,7 +181,7 @@ def test_an_export_swapped_for_a_link_to_a_private_file_after_its_check_sends_no
 
 
 def test_a_re_export_while_waiting_for_a_login_is_rebuilt_and_uploaded_as_the_new_audio(
-    tmp_path: Path, sandbox: Sandbox
+    tmp_path: Path, sandbox: TestSandbox
 ) -> None:
     store = file_token_store(keyring_file(tmp_path))
     store.set_client_secret(CLIENT_ID, CLIENT_SECRET)  # an app set up, but nobody logged in
@@ -213,7 +213,7 @@ def test_a_re_export_while_waiting_for_a_login_is_rebuilt_and_uploaded_as_the_ne
 
 
 def test_the_same_samples_under_other_tags_or_chunks_are_one_track(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     from mutagen.id3 import ID3, TIT2
 
@@ -258,7 +258,7 @@ def test_the_same_samples_under_other_tags_or_chunks_are_one_track(
 
 
 def test_a_sidecar_edited_while_its_upload_is_in_flight_reaches_soundcloud(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from releaseosd.soundcloud import client as client_module
 
@@ -301,7 +301,7 @@ def test_a_sidecar_edited_while_its_upload_is_in_flight_reaches_soundcloud(
 
 
 def test_a_restart_reads_no_audio_writes_nothing_and_sends_nothing(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = write_config(tmp_path, sandbox.base_url)
     exports, state = tmp_path / "exports", tmp_path / "state"
@@ -362,7 +362,7 @@ def test_a_restart_reads_no_audio_writes_nothing_and_sends_nothing(
 
 
 def test_an_edit_after_release_sends_only_what_the_sidecar_changed_not_new_defaults(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     config = write_config(tmp_path, sandbox.base_url)
     exports, state = tmp_path / "exports", tmp_path / "state"
@@ -406,7 +406,7 @@ def zone(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
 
 def test_a_release_time_in_the_spring_forward_gap_is_not_an_hour_early(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any, zone: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any, zone: Any
 ) -> None:
     zone("Europe/Berlin")
     config = write_config(tmp_path, sandbox.base_url)
@@ -423,7 +423,7 @@ def test_a_release_time_in_the_spring_forward_gap_is_not_an_hour_early(
 
 
 def test_release_now_shows_the_producers_local_date_not_utcs(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any, zone: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any, zone: Any
 ) -> None:
     utc_now = dt.datetime.now(dt.UTC)
     # A zone whose calendar day differs from UTC's right now.
@@ -456,7 +456,7 @@ def test_release_now_shows_the_producers_local_date_not_utcs(
 
 
 def test_a_rate_limited_playlist_is_created_on_a_later_try(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     config = write_config(tmp_path, sandbox.base_url)
     exports, state = tmp_path / "exports", tmp_path / "state"
@@ -478,7 +478,7 @@ def test_a_rate_limited_playlist_is_created_on_a_later_try(
 
 
 def test_a_scheduled_tracks_playlist_is_created_private_and_filled_at_once(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     config = write_config(tmp_path, sandbox.base_url)
     exports, state = tmp_path / "exports", tmp_path / "state"
@@ -497,7 +497,7 @@ def test_a_scheduled_tracks_playlist_is_created_private_and_filled_at_once(
 
 
 def test_an_edit_that_meets_a_5xx_is_sent_on_a_later_try(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     config = write_config(tmp_path, sandbox.base_url)
     exports, state = tmp_path / "exports", tmp_path / "state"
@@ -521,7 +521,7 @@ def test_an_edit_that_meets_a_5xx_is_sent_on_a_later_try(
 
 
 def test_a_playlist_soundcloud_refuses_for_good_is_reported_with_the_fix(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     config = write_config(tmp_path, sandbox.base_url)
     exports, state = tmp_path / "exports", tmp_path / "state"
@@ -541,7 +541,7 @@ def test_a_playlist_soundcloud_refuses_for_good_is_reported_with_the_fix(
 
 
 def test_a_symlink_to_audio_outside_the_watch_folder_is_refused(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     config = write_config(tmp_path, sandbox.base_url)
     exports, state = tmp_path / "exports", tmp_path / "state"
@@ -563,7 +563,7 @@ def test_a_symlink_to_audio_outside_the_watch_folder_is_refused(
 
 
 def test_remove_remote_deletes_an_upload_whose_answer_was_lost(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     # The next attempt is an hour away, so the lost upload stays un-adopted while we remove it.
     config = write_config(
@@ -591,7 +591,7 @@ def test_remove_remote_deletes_an_upload_whose_answer_was_lost(
 
 
 def test_an_exact_title_beats_an_id_prefix_and_an_ambiguous_name_is_refused(
-    tmp_path: Path, sandbox: Sandbox
+    tmp_path: Path, sandbox: TestSandbox
 ) -> None:
     from releaseosd.app.commands import CommandError
 
@@ -619,7 +619,7 @@ def test_an_exact_title_beats_an_id_prefix_and_an_ambiguous_name_is_refused(
 
 
 def test_remove_remote_asks_naming_the_title_id_and_link_it_resolved_to(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     import subprocess
     import sys
@@ -650,7 +650,7 @@ def test_remove_remote_asks_naming_the_title_id_and_link_it_resolved_to(
 
 
 def test_a_release_within_a_day_warns_at_once_when_the_login_is_gone(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any, notification_bus: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any, notification_bus: Any
 ) -> None:
     config = write_config(tmp_path, sandbox.base_url)
     exports, state = tmp_path / "exports", tmp_path / "state"
@@ -681,7 +681,7 @@ def test_a_release_within_a_day_warns_at_once_when_the_login_is_gone(
 
 
 def test_damaged_exports_show_as_invalid_with_a_reason_and_the_rest_goes_on(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     config = write_config(tmp_path, sandbox.base_url)
     exports, state = tmp_path / "exports", tmp_path / "state"
@@ -714,7 +714,7 @@ def test_damaged_exports_show_as_invalid_with_a_reason_and_the_rest_goes_on(
 
 
 def test_an_export_that_breaks_ingest_unexpectedly_is_shown_not_skipped(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from releaseosd.media import probe as probe_module
 

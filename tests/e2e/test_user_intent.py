@@ -23,14 +23,14 @@ from daemon_harness import (
     wait_for,
     write_config,
 )
+from sandbox_tools import TestSandbox
 
 from releaseosd.model.states import State
-from releaseosd.rehearsal.sandbox import Sandbox
 from releaseosd.soundcloud.tokens import TokenSet
 
 
 def test_a_copy_of_the_same_audio_is_never_uploaded_even_after_restarts(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     config = write_config(tmp_path, sandbox.base_url)
     exports, state = tmp_path / "exports", tmp_path / "state"
@@ -56,7 +56,7 @@ def test_a_copy_of_the_same_audio_is_never_uploaded_even_after_restarts(
 
 
 def test_release_at_set_with_the_cli_survives_a_restart(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     config = write_config(tmp_path, sandbox.base_url)
     exports, state = tmp_path / "exports", tmp_path / "state"
@@ -83,7 +83,7 @@ def test_release_at_set_with_the_cli_survives_a_restart(
 
 
 def test_a_published_track_whose_sidecar_turns_public_goes_public(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     config = write_config(tmp_path, sandbox.base_url)
     exports, state = tmp_path / "exports", tmp_path / "state"
@@ -102,7 +102,7 @@ def test_a_published_track_whose_sidecar_turns_public_goes_public(
 
 
 def test_a_login_problem_waits_quietly_until_the_user_acts(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any, notification_bus: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any, notification_bus: Any
 ) -> None:
     config = write_config(tmp_path, sandbox.base_url)
     exports, state = tmp_path / "exports", tmp_path / "state"
@@ -130,7 +130,7 @@ def test_a_login_problem_waits_quietly_until_the_user_acts(
 
 
 def test_a_reload_puts_new_settings_into_effect_and_guards_a_new_folder(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any, caplog: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any, caplog: Any
 ) -> None:
     from PIL import Image
 
@@ -180,7 +180,7 @@ def test_a_reload_puts_new_settings_into_effect_and_guards_a_new_folder(
 
 
 def test_upload_preview_sends_the_preview_as_built_not_the_export(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     import mutagen.mp3
 

@@ -1,8 +1,9 @@
-"""Fixtures for tests that talk to the SoundCloud sandbox (releaseosd/rehearsal/sandbox.py).
+"""Fixtures for tests that talk to the SoundCloud sandbox: TestSandbox (tests/sandbox_tools), the
+product's sandbox (releaseosd/rehearsal/sandbox.py) with faults, a request log and accessors.
 
 Stable API — other test modules in this folder rely on it:
 
-`sandbox` -> Sandbox
+`sandbox` -> TestSandbox
     Started on 127.0.0.1 with an OS-chosen port; state and uploads under tmp_path/"sandbox";
     stopped after the test. Registered app: CLIENT_ID / CLIENT_SECRET below (other client ids
     are refused); any absolute redirect_uri is accepted. Access tokens live 3600 s; tracks
@@ -14,8 +15,8 @@ Stable API — other test modules in this folder rely on it:
     RecordedRequest), tracks(), playlists(), upload_of(urn), refresh_count, rate_limited,
     retry_after_violations(), expire_access_tokens(), issue_tokens(), authorize_url(...).
 
-`sandbox_factory(**kwargs) -> Sandbox`
-    Starts another sandbox with Sandbox(...) keyword arguments of your choice (token_ttl,
+`sandbox_factory(**kwargs) -> TestSandbox`
+    Starts another sandbox with TestSandbox(...) keyword arguments of your choice (token_ttl,
     processing_gets, clock, quota, data_dir to reuse a folder across a "restart", ...). Defaults:
     the same app as `sandbox` and a fresh folder under tmp_path. All are stopped after the test.
 
@@ -35,27 +36,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sandbox_tools import RecordedRequest, TestSandbox, TokenPair
 from spec_check import SPEC_PATH, check_request, load_spec
-
-from releaseosd.rehearsal.sandbox import RecordedRequest, Sandbox, TokenPair
 
 CLIENT_ID = "sandbox-test-client"
 CLIENT_SECRET = "sandbox-test-secret"
 REDIRECT_URI = "http://127.0.0.1:8765/callback"
 
-SandboxFactory = Callable[..., Sandbox]
+SandboxFactory = Callable[..., TestSandbox]
 
 
 @pytest.fixture
 def sandbox_factory(tmp_path: Path) -> Iterator[SandboxFactory]:
-    started: list[Sandbox] = []
+    started: list[TestSandbox] = []
 
-    def make(**kwargs: Any) -> Sandbox:
+    def make(**kwargs: Any) -> TestSandbox:
         kwargs.setdefault("data_dir", tmp_path / f"sandbox-{len(started)}")
         kwargs.setdefault("client_id", CLIENT_ID)
         kwargs.setdefault("client_secret", CLIENT_SECRET)
         kwargs.setdefault("processing_seconds", 0.2)
-        box = Sandbox(**kwargs)
+        box = TestSandbox(**kwargs)
         box.start()
         started.append(box)
         return box
@@ -66,8 +66,8 @@ def sandbox_factory(tmp_path: Path) -> Iterator[SandboxFactory]:
 
 
 @pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
-    box = Sandbox(
+def sandbox(tmp_path: Path) -> Iterator[TestSandbox]:
+    box = TestSandbox(
         tmp_path / "sandbox",
         token_ttl=3600,
         processing_seconds=0.2,
@@ -80,7 +80,7 @@ def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
 
 
 @pytest.fixture
-def sandbox_tokens(sandbox: Sandbox) -> TokenPair:
+def sandbox_tokens(sandbox: TestSandbox) -> TokenPair:
     return sandbox.issue_tokens()
 
 

@@ -43,7 +43,7 @@ class _File(Protocol):
 
 
 class Recorded(Protocol):
-    """What check_request reads; releaseosd.rehearsal.sandbox.RecordedRequest has it."""
+    """What check_request reads; sandbox_tools.RecordedRequest (tests/sandbox_tools) has it."""
 
     @property
     def method(self) -> str: ...

@@ -19,10 +19,10 @@ from typing import Any
 import httpx
 import pytest
 from keyring_fixtures import plaintext_keyring
+from sandbox_tools import RecordedRequest, TestSandbox
 from test_auth import WatchedOutput, free_port
 
 from releaseosd.model.config import SoundCloudConfig
-from releaseosd.rehearsal.sandbox import RecordedRequest, Sandbox
 from releaseosd.soundcloud import auth
 from releaseosd.soundcloud.client import SoundCloudClient
 from releaseosd.soundcloud.errors import LoginFailed
@@ -63,7 +63,7 @@ class Login:
 
 
 @pytest.fixture
-def config(sandbox: Sandbox) -> SoundCloudConfig:
+def config(sandbox: TestSandbox) -> SoundCloudConfig:
     assert sandbox.client_id is not None
     return SoundCloudConfig(
         client_id=sandbox.client_id,
@@ -74,7 +74,7 @@ def config(sandbox: Sandbox) -> SoundCloudConfig:
 
 
 @pytest.fixture
-def store(sandbox: Sandbox, tmp_path: Path) -> TokenStore:
+def store(sandbox: TestSandbox, tmp_path: Path) -> TokenStore:
     store = TokenStore(plaintext_keyring(tmp_path))
     assert sandbox.client_id is not None and sandbox.client_secret is not None
     auth.setup_secret(sandbox.client_id, sandbox.client_secret, store=store)
@@ -86,7 +86,7 @@ def with_params(url: httpx.URL, **changes: str) -> httpx.URL:
 
 
 def test_login_stores_tokens_that_work(
-    config: SoundCloudConfig, store: TokenStore, sandbox: Sandbox, spec_checker: SpecChecker
+    config: SoundCloudConfig, store: TokenStore, sandbox: TestSandbox, spec_checker: SpecChecker
 ) -> None:
     login = Login(config, store)
     page = httpx.get(login.url(), follow_redirects=True)
@@ -108,7 +108,7 @@ def test_login_stores_tokens_that_work(
 
 
 def test_wrong_state_fails_cleanly(
-    config: SoundCloudConfig, store: TokenStore, sandbox: Sandbox
+    config: SoundCloudConfig, store: TokenStore, sandbox: TestSandbox
 ) -> None:
     login = Login(config, store)
     page = httpx.get(with_params(login.url(), state="forged"), follow_redirects=True)
@@ -120,7 +120,7 @@ def test_wrong_state_fails_cleanly(
 
 
 def test_replayed_code_fails_cleanly(
-    config: SoundCloudConfig, store: TokenStore, sandbox: Sandbox
+    config: SoundCloudConfig, store: TokenStore, sandbox: TestSandbox
 ) -> None:
     first = Login(config, store)
     redirect = httpx.get(first.url())
@@ -141,7 +141,7 @@ def test_replayed_code_fails_cleanly(
 
 
 def test_refused_pkce_verifier_fails_cleanly(
-    config: SoundCloudConfig, store: TokenStore, sandbox: Sandbox
+    config: SoundCloudConfig, store: TokenStore, sandbox: TestSandbox
 ) -> None:
     login = Login(config, store)
     other = hashlib.sha256(b"x" * 64).digest()
@@ -154,7 +154,7 @@ def test_refused_pkce_verifier_fails_cleanly(
 
 
 def test_denied_in_the_browser(
-    config: SoundCloudConfig, store: TokenStore, sandbox: Sandbox
+    config: SoundCloudConfig, store: TokenStore, sandbox: TestSandbox
 ) -> None:
     sandbox.faults.update(deny_authorization=True)
     login = Login(config, store)
@@ -191,7 +191,7 @@ CHILD = textwrap.dedent(
 
 
 def test_cli_like_login_status_logout_with_the_env_chosen_keyring(
-    config: SoundCloudConfig, sandbox: Sandbox, tmp_path: Path
+    config: SoundCloudConfig, sandbox: TestSandbox, tmp_path: Path
 ) -> None:
     env = {
         **os.environ,

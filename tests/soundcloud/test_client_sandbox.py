@@ -14,9 +14,10 @@ from typing import Any
 import httpx
 import pytest
 from keyring_fixtures import plaintext_keyring
+from sandbox_tools import RecordedRequest, TestSandbox
 
 from releaseosd.model.config import SoundCloudConfig
-from releaseosd.rehearsal.sandbox import Quota, RecordedRequest, Sandbox
+from releaseosd.rehearsal.sandbox import Quota
 from releaseosd.soundcloud import client as client_module
 from releaseosd.soundcloud.client import SoundCloudClient, TrackFields, connect
 from releaseosd.soundcloud.errors import (
@@ -32,7 +33,7 @@ from releaseosd.soundcloud.errors import (
 from releaseosd.soundcloud.tokens import TokenManager, TokenSet, TokenStore
 
 SpecChecker = Callable[[RecordedRequest], list[str]]
-SandboxFactory = Callable[..., Sandbox]
+SandboxFactory = Callable[..., TestSandbox]
 # The app the conftest's sandbox registers (Connected asserts it, so the two cannot drift).
 CLIENT_ID = "sandbox-test-client"
 
@@ -47,7 +48,7 @@ def make_wav(path: Path, seconds: float = 1.0) -> Path:
 
 
 class Connected:
-    def __init__(self, sandbox: Sandbox, tmp_path: Path, expires_in: float = 3600) -> None:
+    def __init__(self, sandbox: TestSandbox, tmp_path: Path, expires_in: float = 3600) -> None:
         assert sandbox.client_id == CLIENT_ID and sandbox.client_secret is not None
         self.sandbox = sandbox
         self.config = SoundCloudConfig(
@@ -90,7 +91,7 @@ def processed(sc: Connected, urn: str, timeout: float = 10.0) -> dict[str, Any]:
 
 
 @pytest.fixture
-def sc(sandbox: Sandbox, tmp_path: Path) -> Connected:
+def sc(sandbox: TestSandbox, tmp_path: Path) -> Connected:
     return Connected(sandbox, tmp_path)
 
 
@@ -128,7 +129,7 @@ FIELDS = TrackFields(
 
 
 def test_full_upload_with_metadata_matches_the_spec(
-    sc: Connected, sandbox: Sandbox, audio: Path, artwork: Path, spec_checker: SpecChecker
+    sc: Connected, sandbox: TestSandbox, audio: Path, artwork: Path, spec_checker: SpecChecker
 ) -> None:
     sha = hashlib.sha256(audio.read_bytes()).hexdigest()
     progress: list[tuple[int, int]] = []
@@ -192,7 +193,7 @@ def test_full_upload_with_metadata_matches_the_spec(
 
 def test_paging_follows_next_href(
     sc: Connected,
-    sandbox: Sandbox,
+    sandbox: TestSandbox,
     audio: Path,
     monkeypatch: pytest.MonkeyPatch,
     spec_checker: SpecChecker,
@@ -211,7 +212,9 @@ def test_paging_follows_next_href(
     assert all(spec_checker(r) == [] for r in pages)
 
 
-def test_playlists(sc: Connected, sandbox: Sandbox, audio: Path, spec_checker: SpecChecker) -> None:
+def test_playlists(
+    sc: Connected, sandbox: TestSandbox, audio: Path, spec_checker: SpecChecker
+) -> None:
     a, b, c = (
         sc.client.upload_track(audio, TrackFields(title=t), check_quota=False)["urn"] for t in "ABC"
     )
@@ -233,7 +236,7 @@ def test_playlists(sc: Connected, sandbox: Sandbox, audio: Path, spec_checker: S
 
 
 def test_expired_token_is_refreshed_once_and_the_request_retried(
-    sc: Connected, sandbox: Sandbox
+    sc: Connected, sandbox: TestSandbox
 ) -> None:
     old = sc.store.get_tokens(CLIENT_ID)
     sandbox.expire_access_tokens()
@@ -244,7 +247,7 @@ def test_expired_token_is_refreshed_once_and_the_request_retried(
     assert new.access_token != old.access_token and new.refresh_token != old.refresh_token
 
 
-def test_parallel_threads_share_one_refresh(sandbox: Sandbox, tmp_path: Path) -> None:
+def test_parallel_threads_share_one_refresh(sandbox: TestSandbox, tmp_path: Path) -> None:
     sc = Connected(sandbox, tmp_path, expires_in=-10)
     barrier = threading.Barrier(4)
     results: list[str] = []
@@ -266,7 +269,7 @@ def test_parallel_threads_share_one_refresh(sandbox: Sandbox, tmp_path: Path) ->
     assert sandbox.refresh_count == 1
 
 
-def test_used_refresh_token_means_login_again(sc: Connected, sandbox: Sandbox) -> None:
+def test_used_refresh_token_means_login_again(sc: Connected, sandbox: TestSandbox) -> None:
     tokens = sc.store.get_tokens(CLIENT_ID)
     assert tokens is not None
     # Someone else (another machine with the same login) used the refresh token first.
@@ -287,7 +290,7 @@ def test_used_refresh_token_means_login_again(sc: Connected, sandbox: Sandbox) -
 
 
 def test_failures_seen_in_the_wild(
-    sc: Connected, sandbox: Sandbox, audio: Path, artwork: Path
+    sc: Connected, sandbox: TestSandbox, audio: Path, artwork: Path
 ) -> None:
     sandbox.faults.push(503, html=True, match="POST /tracks")
     with pytest.raises(Retryable, match="HTML error page"):
@@ -318,7 +321,7 @@ def test_failures_seen_in_the_wild(
     assert processed(sc, track["urn"])["state"] == "failed"
 
 
-def test_artwork_fallback(sc: Connected, sandbox: Sandbox, audio: Path, artwork: Path) -> None:
+def test_artwork_fallback(sc: Connected, sandbox: TestSandbox, audio: Path, artwork: Path) -> None:
     sandbox.faults.update(artwork_fails=True)
     statuses: list[int | None] = []
     streak = 0
@@ -342,7 +345,7 @@ def test_quota_is_checked_before_uploading(
     assert not any(r.method == "POST" and r.path == "/tracks" for r in sc.recorded())
 
 
-def test_sign_out(sc: Connected, sandbox: Sandbox, spec_checker: SpecChecker) -> None:
+def test_sign_out(sc: Connected, sandbox: TestSandbox, spec_checker: SpecChecker) -> None:
     tokens = sc.store.get_tokens(CLIENT_ID)
     assert tokens is not None
     assert sc.client.sign_out(tokens.access_token) is True
@@ -351,7 +354,7 @@ def test_sign_out(sc: Connected, sandbox: Sandbox, spec_checker: SpecChecker) ->
 
 
 def test_connect_reports_every_uploads_progress_and_closes_what_it_opened(
-    sc: Connected, sandbox: Sandbox, audio: Path
+    sc: Connected, sandbox: TestSandbox, audio: Path
 ) -> None:
     """`connect` is how the daemon, `releaseosd upload` and `auth status` reach SoundCloud: one
     HTTP client for tokens and API calls, closed with the client; `progress=` hears each upload

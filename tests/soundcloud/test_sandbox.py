@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from sandbox_tools import RecordedFile, RecordedRequest, TestSandbox, TokenPair, pkce_pair
 from spec_check import SPEC_PATH, Spec, check_request, load_spec
 
 from releaseosd.rehearsal.sandbox import (
@@ -28,16 +30,11 @@ from releaseosd.rehearsal.sandbox import (
     TRACK_METADATA,
     TRACK_UPDATE_FORM_REQUEST,
     FieldRule,
-    RecordedFile,
-    RecordedRequest,
-    Sandbox,
     SandboxError,
-    TokenPair,
-    pkce_pair,
 )
 
 Checker = Callable[[RecordedRequest], list[str]]
-SandboxFactory = Callable[..., Sandbox]
+SandboxFactory = Callable[..., TestSandbox]
 # The app conftest.py registers with the `sandbox` fixture.
 CLIENT_ID = "sandbox-test-client"
 CLIENT_SECRET = "sandbox-test-secret"
@@ -66,7 +63,7 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) ->
 
 
 @pytest.fixture
-def http(sandbox: Sandbox) -> Iterator[httpx.Client]:
+def http(sandbox: TestSandbox) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=sandbox.base_url, timeout=30) as client:
         yield client
 
@@ -83,7 +80,7 @@ def upload(
     return http.post("/tracks", data=form, files=files, headers=tokens.headers)
 
 
-def login(sandbox: Sandbox, http: httpx.Client) -> dict[str, Any]:
+def login(sandbox: TestSandbox, http: httpx.Client) -> dict[str, Any]:
     """The authorization-code flow with PKCE, by hand: authorize → code → token."""
     verifier, challenge = pkce_pair()
     answer = http.get(sandbox.authorize_url(REDIRECT_URI, challenge, state="st-1"))
@@ -168,7 +165,7 @@ def test_embedded_field_tables_equal_the_spec(spec: Spec) -> None:
 
 
 def test_pkce_login_by_hand_then_me(
-    sandbox: Sandbox, http: httpx.Client, spec_checker: Checker
+    sandbox: TestSandbox, http: httpx.Client, spec_checker: Checker
 ) -> None:
     answer = login(sandbox, http)
     assert set(answer) - {"_code", "_verifier"} == {
@@ -213,7 +210,7 @@ def test_pkce_login_by_hand_then_me(
 
 
 def test_wrong_verifier_wrong_client_and_wrong_redirect_are_refused(
-    sandbox: Sandbox, http: httpx.Client
+    sandbox: TestSandbox, http: httpx.Client
 ) -> None:
     def fresh_code() -> str:
         _, challenge = pkce_pair()
@@ -247,7 +244,7 @@ def test_wrong_verifier_wrong_client_and_wrong_redirect_are_refused(
 
 
 def test_authorize_validates_pkce_client_and_user_choice(
-    sandbox: Sandbox, http: httpx.Client
+    sandbox: TestSandbox, http: httpx.Client
 ) -> None:
     def error_of(url: str) -> dict[str, list[str]]:
         answer = http.get(url)
@@ -275,7 +272,7 @@ def test_authorize_validates_pkce_client_and_user_choice(
 
 
 def test_refresh_tokens_rotate_and_die_after_one_use(
-    sandbox: Sandbox, http: httpx.Client, spec_checker: Checker
+    sandbox: TestSandbox, http: httpx.Client, spec_checker: Checker
 ) -> None:
     first = login(sandbox, http)
 
@@ -326,7 +323,7 @@ def test_tokens_only_in_the_oauth_header_and_they_expire(
         assert "invalid_token" in expired.headers["www-authenticate"]
 
 
-def test_early_expiry_and_sign_out_revoke(sandbox: Sandbox, http: httpx.Client) -> None:
+def test_early_expiry_and_sign_out_revoke(sandbox: TestSandbox, http: httpx.Client) -> None:
     tokens = sandbox.issue_tokens()
     assert sandbox.expire_access_tokens() >= 1
     assert_soundcloud_error(http.get("/me", headers=tokens.headers), 401)
@@ -351,7 +348,7 @@ def test_early_expiry_and_sign_out_revoke(sandbox: Sandbox, http: httpx.Client) 
 
 
 def test_curl_upload_answers_201_with_a_track_that_finishes_processing(
-    sandbox: Sandbox, sandbox_tokens: TokenPair, tmp_path: Path, spec_checker: Checker
+    sandbox: TestSandbox, sandbox_tokens: TokenPair, tmp_path: Path, spec_checker: Checker
 ) -> None:
     audio = tmp_path / "take.wav"
     audio.write_bytes(os.urandom(3 * MiB))
@@ -417,7 +414,7 @@ def test_curl_upload_answers_201_with_a_track_that_finishes_processing(
 
 
 def test_upload_body_is_streamed_to_disk_as_it_arrives(
-    sandbox: Sandbox, sandbox_tokens: TokenPair
+    sandbox: TestSandbox, sandbox_tokens: TokenPair
 ) -> None:
     boundary = "sandbox-stream-test"
     head = (
@@ -474,8 +471,60 @@ def test_upload_body_is_streamed_to_disk_as_it_arrives(
     assert rec.files == [RecordedFile("track[asset_data]", "long.wav", "audio/wav", 16 * MiB)]
 
 
+def test_multipart_reads_the_same_however_the_body_is_cut(
+    sandbox: TestSandbox, sandbox_tokens: TokenPair
+) -> None:
+    boundary = "b0undary"
+    # Near-delimiters in the audio, transport padding after a delimiter, a preamble, an epilogue,
+    # quotes escaped in a filename and a UTF-8 one: each split into pieces of 1 to 7 bytes, so
+    # that every delimiter and header block straddles pieces somewhere.
+    audio = b"RIFF" + b"\r\n--b0und\r\n-\r" * 40 + bytes(range(256)) + b"\r\n--b0undar"
+    body = (
+        (
+            f"ignored preamble\r\n--{boundary}  \t\r\n"
+            'Content-Disposition: form-data; name="track[title]"\r\n\r\n'
+            f'Caf\u00e9 "Cuts"\r\n--{boundary}\r\n'
+            'content-disposition: form-data; name="track[asset_data]"; filename="a \\"b\\" \u00e9.wav"'
+            "\r\nContent-Type: audio/wav\r\n\r\n"
+        ).encode()
+        + audio
+        + f"\r\n--{boundary}--\r\nignored epilogue".encode()
+    )
+
+    def pieces(data: bytes) -> Iterator[bytes]:
+        at = 0
+        for n in itertools.cycle((1, 2, 3, 5, 7)):
+            if at >= len(data):
+                return
+            yield data[at : at + n]
+            at += n
+
+    headers = sandbox_tokens.headers | {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    with httpx.Client(base_url=sandbox.base_url, timeout=30) as http:
+        answer = http.post("/tracks", content=pieces(body), headers=headers)
+        assert answer.status_code == 201, answer.text
+        assert answer.json()["title"] == 'Caf\u00e9 "Cuts"'
+        stored = sandbox.upload_of(answer.json()["urn"])
+        assert stored.path.read_bytes() == audio and stored.filename == 'a "b" \u00e9.wav'
+        rec = sandbox.requests[-1]
+        assert rec.form == [("track[title]", 'Caf\u00e9 "Cuts"')]
+        assert rec.files == [
+            RecordedFile("track[asset_data]", 'a "b" \u00e9.wav', "audio/wav", len(audio))
+        ]
+
+        unclosed = http.post("/tracks", content=body[: body.index(b"--", -30)], headers=headers)
+        assert "closing boundary" in assert_soundcloud_error(unclosed, 400)["message"]
+        garbled = http.post(
+            "/tracks",
+            content=body.replace(b"Content-Type: audio", b"Content-Type audio"),
+            headers=headers,
+        )
+        assert "malformed multipart body" in assert_soundcloud_error(garbled, 400)["message"]
+    assert list(sandbox.incoming_dir.glob("*.part")) == []
+
+
 def test_upload_fields_are_checked_against_track_data_request(
-    sandbox: Sandbox, sandbox_tokens: TokenPair, http: httpx.Client
+    sandbox: TestSandbox, sandbox_tokens: TokenPair, http: httpx.Client
 ) -> None:
     bpm = assert_soundcloud_error(upload(http, sandbox_tokens, bpm="120"), 422)
     assert "track[bpm]" in bpm["message"]
@@ -528,7 +577,7 @@ def test_processing_can_end_failed_and_count_gets(
 
 
 def test_update_track_by_json_and_form_then_delete(
-    sandbox: Sandbox, sandbox_tokens: TokenPair, http: httpx.Client, spec_checker: Checker
+    sandbox: TestSandbox, sandbox_tokens: TokenPair, http: httpx.Client, spec_checker: Checker
 ) -> None:
     urn = upload(http, sandbox_tokens, sharing="private").json()["urn"]
     public = http.put(
@@ -559,7 +608,7 @@ def test_update_track_by_json_and_form_then_delete(
 
 
 def test_me_tracks_pages_with_next_href(
-    sandbox: Sandbox, sandbox_tokens: TokenPair, http: httpx.Client, spec_checker: Checker
+    sandbox: TestSandbox, sandbox_tokens: TokenPair, http: httpx.Client, spec_checker: Checker
 ) -> None:
     made = {upload(http, sandbox_tokens, title=f"T{i}").json()["urn"] for i in range(5)}
     seen: list[str] = []
@@ -579,7 +628,7 @@ def test_me_tracks_pages_with_next_href(
 
 
 def test_playlists_put_replaces_the_track_list(
-    sandbox: Sandbox, sandbox_tokens: TokenPair, http: httpx.Client, spec_checker: Checker
+    sandbox: TestSandbox, sandbox_tokens: TokenPair, http: httpx.Client, spec_checker: Checker
 ) -> None:
     a, b, c = (upload(http, sandbox_tokens).json()["urn"] for _ in range(3))
     created = http.post(
@@ -631,7 +680,7 @@ def test_playlists_put_replaces_the_track_list(
 
 
 def test_error_rate_answers_5xx_half_as_html(
-    sandbox: Sandbox, sandbox_tokens: TokenPair, http: httpx.Client
+    sandbox: TestSandbox, sandbox_tokens: TokenPair, http: httpx.Client
 ) -> None:
     sandbox.faults.update(error_rate=1.0)
     answers = [http.get("/me", headers=sandbox_tokens.headers) for _ in range(4)]
@@ -647,7 +696,7 @@ def test_error_rate_answers_5xx_half_as_html(
 
 
 def test_rate_and_auth_faults_and_setting_checks(
-    sandbox: Sandbox, sandbox_tokens: TokenPair, http: httpx.Client
+    sandbox: TestSandbox, sandbox_tokens: TokenPair, http: httpx.Client
 ) -> None:
     sandbox.faults.update(rate_limit_rate=1.0, retry_after=7)
     limited = http.get("/me", headers=sandbox_tokens.headers)
@@ -693,7 +742,7 @@ def test_rate_limits_are_recorded_with_retry_after(
 
 
 def test_dropped_upload_then_a_clean_retry(
-    sandbox: Sandbox, sandbox_tokens: TokenPair, http: httpx.Client
+    sandbox: TestSandbox, sandbox_tokens: TokenPair, http: httpx.Client
 ) -> None:
     sandbox.faults.drop_upload(after_bytes=MiB)
     with pytest.raises(httpx.TransportError):
@@ -708,7 +757,7 @@ def test_dropped_upload_then_a_clean_retry(
 
 
 def test_scripted_answers_artwork_500_and_client_tokens(
-    sandbox: Sandbox, sandbox_tokens: TokenPair, http: httpx.Client
+    sandbox: TestSandbox, sandbox_tokens: TokenPair, http: httpx.Client
 ) -> None:
     sandbox.faults.push(401, body="", match="POST /tracks")
     sandbox.faults.push(503, html=True, retry_after=2, match="GET /me")
@@ -744,7 +793,7 @@ def test_scripted_answers_artwork_500_and_client_tokens(
     assert app_upload.status_code == 401 and app_upload.content == b""
 
 
-def test_admin_endpoint_drives_faults_and_tokens(sandbox: Sandbox, http: httpx.Client) -> None:
+def test_admin_endpoint_drives_faults_and_tokens(sandbox: TestSandbox, http: httpx.Client) -> None:
     tokens = http.post("/_sandbox/tokens").json()
     headers = {"Authorization": f"OAuth {tokens['access_token']}"}
     assert http.post("/_sandbox/faults", json={"error_rate": 1}).status_code == 200
@@ -784,17 +833,17 @@ def test_state_survives_a_restart(sandbox_factory: SandboxFactory, tmp_path: Pat
 
     (data / "state.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(SandboxError, match=r"state\.json"):
-        Sandbox(data)
+        TestSandbox(data)
 
 
 def test_serve_forever_as_a_process_keeps_its_data(tmp_path: Path) -> None:
     data = tmp_path / "cli-data"
     code = (
         "import sys; from pathlib import Path; "
-        "from releaseosd.rehearsal.sandbox import serve_forever; "
+        "from sandbox_tools import serve_forever; "
         "serve_forever(0, Path(sys.argv[1]))"
     )
-    env = os.environ | {"PYTHONPATH": str(REPO)}
+    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
 
     def run() -> tuple[subprocess.Popen[str], str]:
         proc = subprocess.Popen(
@@ -832,7 +881,7 @@ def test_serve_forever_as_a_process_keeps_its_data(tmp_path: Path) -> None:
 
 def test_serves_loopback_only() -> None:
     with pytest.raises(SandboxError, match="loopback"):
-        Sandbox().start(host="0.0.0.0")
+        TestSandbox().start(host="0.0.0.0")
 
 
 # --- the spec checker ------------------------------------------------------------------------

@@ -9,8 +9,7 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
-
-from releaseosd.rehearsal.sandbox import Sandbox
+from sandbox_tools import TestSandbox
 
 # The app tests/soundcloud/conftest.py registers with the `sandbox` fixture.
 CLIENT_ID = "sandbox-test-client"
@@ -27,7 +26,7 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) ->
 
 
 @pytest.fixture
-def http(sandbox: Sandbox) -> Iterator[httpx.Client]:
+def http(sandbox: TestSandbox) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=sandbox.base_url, timeout=30) as client:
         yield client
 
@@ -46,7 +45,7 @@ def refresh(http: httpx.Client, token: str) -> httpx.Response:
 
 
 def test_a_dropped_token_answer_has_rotated_the_refresh_token(
-    sandbox: Sandbox, http: httpx.Client
+    sandbox: TestSandbox, http: httpx.Client
 ) -> None:
     tokens = sandbox.issue_tokens()
     sandbox.faults.update(drop_token_answers=1)
@@ -65,7 +64,7 @@ def test_a_dropped_token_answer_has_rotated_the_refresh_token(
 
 
 def test_refused_grants_are_answered_and_do_not_use_up_the_fault(
-    sandbox: Sandbox, http: httpx.Client
+    sandbox: TestSandbox, http: httpx.Client
 ) -> None:
     sandbox.faults.update(drop_token_answers=1)
     refused = refresh(http, "no-such-refresh-token")
@@ -80,7 +79,7 @@ def test_refused_grants_are_answered_and_do_not_use_up_the_fault(
 
 
 def test_token_faults_through_the_admin_api_and_their_checks(
-    sandbox: Sandbox, http: httpx.Client
+    sandbox: TestSandbox, http: httpx.Client
 ) -> None:
     changed = http.post("/_sandbox/faults", json={"drop_token_answers": 2, "token_answer_delay": 0})
     assert changed.status_code == 200 and changed.json()["drop_token_answers"] == 2
@@ -98,7 +97,7 @@ def test_token_faults_through_the_admin_api_and_their_checks(
     assert sandbox.faults.drop_token_answers == 0 and sandbox.faults.token_answer_delay == 0
 
 
-def test_a_slow_token_answer_holds_only_itself(sandbox: Sandbox) -> None:
+def test_a_slow_token_answer_holds_only_itself(sandbox: TestSandbox) -> None:
     tokens = sandbox.issue_tokens()
     sandbox.faults.update(token_answer_delay=1.0)
     answers: list[httpx.Response] = []

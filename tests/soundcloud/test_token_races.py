@@ -33,9 +33,9 @@ from daemon_harness import (
     write_config,
 )
 from keyring_fixtures import MemoryKeyring
+from sandbox_tools import TestSandbox
 
 from releaseosd.model.config import SoundCloudConfig
-from releaseosd.rehearsal.sandbox import Sandbox
 from releaseosd.soundcloud import auth
 from releaseosd.soundcloud.client import SoundCloudClient
 from releaseosd.soundcloud.errors import NeedsLogin, Retryable
@@ -102,9 +102,9 @@ def digest(token: str) -> str:
 
 
 @pytest.fixture
-def box(tmp_path: Path) -> Iterator[Sandbox]:
+def box(tmp_path: Path) -> Iterator[TestSandbox]:
     """The sandbox with daemon_harness's app, so its log_in and child processes fit."""
-    sandbox = Sandbox(
+    sandbox = TestSandbox(
         data_dir=tmp_path / "sandbox",
         client_id=CLIENT_ID,
         client_secret=CLIENT_SECRET,
@@ -122,7 +122,7 @@ def refresher(tmp_path: Path) -> Path:
     return script
 
 
-def expired_login(store: TokenStore, sandbox: Sandbox) -> TokenSet:
+def expired_login(store: TokenStore, sandbox: TestSandbox) -> TokenSet:
     """A fresh sandbox login whose stored copy says it expired: every process must renew it."""
     log_in(store, sandbox)
     stored = store.get_tokens(CLIENT_ID)
@@ -132,14 +132,14 @@ def expired_login(store: TokenStore, sandbox: Sandbox) -> TokenSet:
     return expired
 
 
-def works(sandbox: Sandbox, access_token: str) -> bool:
+def works(sandbox: TestSandbox, access_token: str) -> bool:
     me = httpx.get(
         f"{sandbox.base_url}/me", headers={"Authorization": f"OAuth {access_token}"}, timeout=30
     )
     return me.status_code == 200
 
 
-def config_for(sandbox: Sandbox) -> SoundCloudConfig:
+def config_for(sandbox: TestSandbox) -> SoundCloudConfig:
     return SoundCloudConfig(
         client_id=CLIENT_ID, api_url=sandbox.base_url, auth_url=sandbox.base_url
     )
@@ -148,7 +148,7 @@ def config_for(sandbox: Sandbox) -> SoundCloudConfig:
 def race(
     tmp_path: Path,
     refresher: Path,
-    sandbox: Sandbox,
+    sandbox: TestSandbox,
     state_dirs: list[Path],
     rng: random.Random,
     round_no: int,
@@ -207,7 +207,7 @@ def race(
 
 
 def test_two_processes_refreshing_at_once_make_one_refresh_and_keep_the_login(
-    tmp_path: Path, box: Sandbox, refresher: Path
+    tmp_path: Path, box: TestSandbox, refresher: Path
 ) -> None:
     store = file_token_store(keyring_file(tmp_path))
     # A slow token endpoint: without the lock the second POST always lands while the first
@@ -232,7 +232,7 @@ def test_two_processes_refreshing_at_once_make_one_refresh_and_keep_the_login(
 
 
 def test_without_a_shared_lock_file_the_same_race_refreshes_twice(
-    tmp_path: Path, box: Sandbox, refresher: Path
+    tmp_path: Path, box: TestSandbox, refresher: Path
 ) -> None:
     """The control for the test above: one refresh there is the lock's doing, not luck."""
     store = file_token_store(keyring_file(tmp_path))
@@ -250,7 +250,7 @@ def test_without_a_shared_lock_file_the_same_race_refreshes_twice(
 
 
 def test_invalid_grant_after_another_process_refreshed_keeps_its_tokens(
-    tmp_path: Path, box: Sandbox, refresher: Path
+    tmp_path: Path, box: TestSandbox, refresher: Path
 ) -> None:
     """Another process that does not share the lock file (another state_dir, an older
     releaseosd) renews between this one's read and its POST: the refusal must not log out."""
@@ -284,7 +284,7 @@ def test_a_30_second_token_is_renewed_at_half_life_not_on_every_call(
     tmp_path: Path, recorded_issue: bool
 ) -> None:
     clock = Clock()
-    sandbox = Sandbox(
+    sandbox = TestSandbox(
         data_dir=tmp_path / "sandbox",
         client_id=CLIENT_ID,
         client_secret=CLIENT_SECRET,
@@ -328,7 +328,7 @@ def test_a_lost_refresh_answer_keeps_the_access_token_until_it_expires(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="releaseosd")
     clock = Clock()
-    sandbox = Sandbox(
+    sandbox = TestSandbox(
         data_dir=tmp_path / "sandbox",
         client_id=CLIENT_ID,
         client_secret=CLIENT_SECRET,
@@ -438,7 +438,7 @@ class _Recorder(logging.Handler):
         self.events.append(("log", record.getMessage()))
 
 
-def test_the_new_tokens_are_stored_before_any_log_line(tmp_path: Path, box: Sandbox) -> None:
+def test_the_new_tokens_are_stored_before_any_log_line(tmp_path: Path, box: TestSandbox) -> None:
     events: list[tuple[str, ...]] = []
     store = TokenStore(MemoryKeyring(events))
     expired_login(store, box)
@@ -474,7 +474,7 @@ class _FlakyWrites(MemoryKeyring):
 
 
 def test_a_renewed_set_the_keyring_refused_is_stored_at_the_next_call(
-    tmp_path: Path, box: Sandbox
+    tmp_path: Path, box: TestSandbox
 ) -> None:
     backend = _FlakyWrites()
     store = TokenStore(backend)
@@ -495,7 +495,7 @@ def test_a_renewed_set_the_keyring_refused_is_stored_at_the_next_call(
 
 
 def test_a_stuck_lock_holder_gives_a_retryable_error_or_the_still_valid_token(
-    tmp_path: Path, box: Sandbox, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, box: TestSandbox, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = file_token_store(keyring_file(tmp_path))
     log_in(store, box)
@@ -529,7 +529,7 @@ def test_a_stuck_lock_holder_gives_a_retryable_error_or_the_still_valid_token(
 
 
 def test_status_explains_a_state_dir_where_the_lock_cannot_be_made(
-    tmp_path: Path, box: Sandbox
+    tmp_path: Path, box: TestSandbox
 ) -> None:
     store = file_token_store(keyring_file(tmp_path))
     log_in(store, box)
@@ -545,7 +545,7 @@ def test_status_explains_a_state_dir_where_the_lock_cannot_be_made(
 
 
 def test_two_auth_status_commands_at_once_with_an_expired_token_keep_the_login(
-    tmp_path: Path, box: Sandbox
+    tmp_path: Path, box: TestSandbox
 ) -> None:
     config = write_config(tmp_path, box.base_url)
     store = file_token_store(keyring_file(tmp_path))

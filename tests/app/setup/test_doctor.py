@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 from daemon_harness import CLIENT_ID, file_token_store, write_config
 from fake_notification_server import SessionBus
+from sandbox_tools import TestSandbox
 from setup_helpers import cli
 
 from releaseosd.app import doctor
 from releaseosd.app.doctor import Check, ServiceState, exit_code, format_checks, run_checks
 from releaseosd.media.ffmpeg import find_ffmpeg
 from releaseosd.model.config import Config, SoundCloudConfig, WatchFolder, load_config
-from releaseosd.rehearsal.sandbox import Sandbox
 
 
 def _by_name(checks: list[Check]) -> dict[str, Check]:
@@ -148,7 +148,7 @@ def test_missing_and_unusable_watch_folders_name_the_path(tmp_path: Path) -> Non
     assert not doctor.check_watch_folders(Config(), tmp_path / "c.yaml")[0].ok
 
 
-def test_logged_out_and_no_secret(tmp_path: Path, sandbox: Sandbox) -> None:
+def test_logged_out_and_no_secret(tmp_path: Path, sandbox: TestSandbox) -> None:
     store = file_token_store(tmp_path / "k.cfg")
     sc = SoundCloudConfig(client_id=CLIENT_ID, api_url=sandbox.base_url, auth_url=sandbox.base_url)
     from releaseosd.soundcloud.auth import status
@@ -199,7 +199,7 @@ def test_little_free_space_blocks(tmp_path: Path) -> None:
 
 
 def test_all_green_against_the_sandbox(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any, notification_bus: str
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any, notification_bus: str
 ) -> None:
     config_path = write_config(tmp_path, sandbox.base_url)
     config = load_config(config_path)[0]

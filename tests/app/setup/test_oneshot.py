@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from daemon_harness import make_audio, read_tracks, write_config
+from sandbox_tools import TestSandbox
 from setup_helpers import cli
 
 from releaseosd.app.oneshot import EXIT_BUSY, ProgressBar, progress_line, run_upload
 from releaseosd.model.config import load_config
 from releaseosd.model.states import State
 from releaseosd.model.store import OwnerLock
-from releaseosd.rehearsal.sandbox import Sandbox
 
 SIDECAR = """\
 title: Night Drive
@@ -27,7 +27,7 @@ description: Late one.
 """
 
 
-def _setup(tmp_path: Path, sandbox: Sandbox, sidecar: str = SIDECAR) -> tuple[Any, Path]:
+def _setup(tmp_path: Path, sandbox: TestSandbox, sidecar: str = SIDECAR) -> tuple[Any, Path]:
     config_path = write_config(tmp_path, sandbox.base_url)
     config = load_config(config_path)[0]
     folder = tmp_path / "elsewhere"  # not a watched folder: no daemon would see it
@@ -36,12 +36,12 @@ def _setup(tmp_path: Path, sandbox: Sandbox, sidecar: str = SIDECAR) -> tuple[An
     return config, make_audio(folder / "Night Drive.wav", seconds=3.0, freq=610)
 
 
-def _remote(sandbox: Sandbox, urn: str) -> dict[str, Any]:
+def _remote(sandbox: TestSandbox, urn: str) -> dict[str, Any]:
     return next(t for t in sandbox.tracks() if t["urn"] == urn)
 
 
 def test_upload_now_goes_public_with_the_sidecars_metadata(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     config, audio = _setup(tmp_path, sandbox)
     err = io.StringIO()
@@ -75,7 +75,7 @@ def test_upload_now_goes_public_with_the_sidecars_metadata(
 
 
 def test_upload_with_future_time_stays_private_and_is_scheduled(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     config, audio = _setup(tmp_path, sandbox)
     when = (dt.datetime.now().astimezone() + dt.timedelta(days=2)).replace(microsecond=0)
@@ -95,7 +95,7 @@ def test_upload_with_future_time_stays_private_and_is_scheduled(
 
 
 def test_same_audio_again_is_refused_with_the_url(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     config, audio = _setup(tmp_path, sandbox)
     first = run_upload(config, audio, tokens=token_store, err=io.StringIO())
@@ -115,7 +115,7 @@ def test_same_audio_again_is_refused_with_the_url(
 
 
 def test_refuses_while_a_daemon_owns_the_state_dir(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     config, audio = _setup(tmp_path, sandbox)
     config.state_dir.mkdir(parents=True, exist_ok=True)
@@ -131,7 +131,7 @@ def test_refuses_while_a_daemon_owns_the_state_dir(
 
 
 def test_bad_sidecar_is_reported_before_anything_is_sent(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     config, audio = _setup(tmp_path, sandbox, sidecar="title: X\nkey: H minor\n")
     outcome = run_upload(config, audio, tokens=token_store, err=io.StringIO())
@@ -162,7 +162,7 @@ def test_progress_line_shows_rate_and_time_left() -> None:
 
 
 def test_cli_upload_prints_progress_and_the_url_and_refuses_a_repeat(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     config_path = write_config(tmp_path, sandbox.base_url)
     folder = tmp_path / "elsewhere"
@@ -187,7 +187,7 @@ def test_cli_upload_prints_progress_and_the_url_and_refuses_a_repeat(
     assert len(sandbox.tracks()) == 1
 
 
-def test_cli_upload_at_rejects_a_bad_time(tmp_path: Path, sandbox: Sandbox) -> None:
+def test_cli_upload_at_rejects_a_bad_time(tmp_path: Path, sandbox: TestSandbox) -> None:
     config_path = write_config(tmp_path, sandbox.base_url)
     audio = make_audio(tmp_path / "a.wav")
     done = cli(tmp_path, "--config", str(config_path), "upload", str(audio), "--at", "soon")

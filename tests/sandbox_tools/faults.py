@@ -1,11 +1,13 @@
-"""Fault injection for the SoundCloud sandbox: which request gets which failure.
+"""Fault injection for the test suite's SoundCloud sandbox: which request gets which failure.
 
 Every kind of trouble SoundCloud's users reported (soundcloud/api issues) can be switched on here:
 5xx answers (half of them HTML pages, as SoundCloud's edge sends them), 429 with or without
 `Retry-After`, uploads whose connection drops after K bytes, processing that ends `failed`, 500s
 only when artwork is attached, token answers lost after the refresh token rotated, a slow token
-endpoint, and one-off scripted answers ("the next POST /tracks gets a 401 with an empty body"). Decisions are deterministic for a given seed and sequence of requests, so a
-test that fails fails the same way the next time.
+endpoint, and one-off scripted answers ("the next POST /tracks gets a 401 with an empty body").
+Decisions are deterministic for a given seed and sequence of requests, so a test that fails
+fails the same way the next time. TestSandbox (harness.py) consults them; the product's sandbox
+knows nothing of them.
 """
 
 from __future__ import annotations
@@ -17,26 +19,12 @@ from dataclasses import dataclass, field, fields
 from html import escape
 from typing import Any, Literal
 
+from releaseosd.rehearsal.sandbox import _json_response, _Response, error_body, reason
+
 ProcessingOutcome = Literal["finished", "failed"]
-
-_REASONS = {
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    409: "Conflict",
-    413: "Payload Too Large",
-    422: "Unprocessable Entity",
-    429: "Too Many Requests",
-    500: "Internal Server Error",
-    502: "Bad Gateway",
-    503: "Service Unavailable",
-    504: "Gateway Timeout",
-}
-
-
-def reason(status: int) -> str:
-    return _REASONS.get(status, "Error")
+RATE_LINK = "https://developers.soundcloud.com/docs/api/rate-limits#errors"
+# What `apply_to_auth` is about: faults skip these unless it is set.
+AUTH_TEMPLATES = frozenset({"/authorize", "/oauth/token"})
 
 
 def html_error_page(status: int) -> str:
@@ -81,6 +69,22 @@ class FaultDecision:
     retry_after: int | None
     body: str | None
     cause: Literal["script", "rate_limit", "error_rate"]
+
+    def response(self) -> _Response:
+        """The answer, shaped as SoundCloud (or the edge in front of it) sends it."""
+        headers = [("Retry-After", str(self.retry_after))] if self.retry_after is not None else []
+        if self.body is not None:
+            ctype = "text/html; charset=utf-8" if self.html else "application/json; charset=utf-8"
+            body = self.body.encode("utf-8")
+            return _Response(self.status, body, ctype if self.body else None, headers)
+        if self.html:
+            page = html_error_page(self.status).encode("utf-8")
+            return _Response(self.status, page, "text/html; charset=utf-8", headers)
+        if self.status == 429:
+            answer = error_body(429, "rate limit reached; slow down", link=RATE_LINK)
+            answer["spam_warning_urn"] = None
+            return _json_response(429, answer, headers)
+        return _json_response(self.status, error_body(self.status, reason(self.status)), headers)
 
 
 _SETTINGS = (
