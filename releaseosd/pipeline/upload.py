@@ -48,7 +48,12 @@ class Uploader(OnStage):
 
     def attempt(self, track_id: str) -> None:
         """Upload (or adopt) one READY track. Never raises: every outcome lands in the store."""
-        from releaseosd.soundcloud.errors import NEEDS_USER, AssetChanged, SoundCloudError
+        from releaseosd.soundcloud.errors import (
+            NEEDS_USER,
+            AssetChanged,
+            RequestWithdrawn,
+            SoundCloudError,
+        )
 
         track = self.store.get(track_id)
         if track is None or track.state != State.READY:
@@ -80,6 +85,9 @@ class Uploader(OnStage):
             self._record_upload(track, remote, sent, meta, defaults, copy_digest)
         except AssetChanged as exc:
             self._rebuild(track, str(exc))
+        except RequestWithdrawn as exc:
+            self.store.transition(track_id, State.READY, note=str(exc), next_attempt_at=None)
+            self.wake(track_id, self.clock())
         except NEEDS_USER as exc:
             wait_for_user(self.store, self.events, track_id, exc)
         except SoundCloudError as exc:
@@ -194,7 +202,24 @@ class Uploader(OnStage):
             duration_seconds=duration,
             check_quota=False,
             identity=(stat.device, stat.inode) if stat is not None else None,
+            before_end=self._still_wanted(track.id, fields.sharing),
         )
+
+    def _still_wanted(self, track_id: str, sharing: str) -> Callable[[], None]:
+        """Checked before the upload's last byte: a copy that would be public while the track
+        must not be yet (a release time added while it was sent) is never created."""
+
+        def check() -> None:
+            from releaseosd.soundcloud.errors import RequestWithdrawn
+
+            now = self.store.get(track_id)
+            if sharing == "public" and now is not None and upload_sharing(now) != "public":
+                raise RequestWithdrawn(
+                    "withdrawn before its last byte: it would have been public before its "
+                    "release time; uploading it private now"
+                )
+
+        return check
 
     def _progress_of(self, track: Track) -> Callable[[int, int], None]:
         """The upload's progress as events: a few a second at most, and always the last."""

@@ -222,6 +222,9 @@ class MultipartBody:
     fields: list[tuple[str, str]]
     files: list[_FilePart]
     progress: Progress | None = None
+    # Called before the body's last bytes; raising there cuts the request off, so SoundCloud
+    # creates nothing (the request is withdrawn).
+    before_end: Callable[[], None] | None = None
     boundary: str = field(default_factory=lambda: secrets.token_hex(16))
 
     def __post_init__(self) -> None:
@@ -274,6 +277,8 @@ class MultipartBody:
                 report(sent, self.length)
             yield b"\r\n"
             sent += 2
+        if self.before_end is not None:
+            self.before_end()
         yield self._tail
         report(sent + len(self._tail), self.length)
 
@@ -514,6 +519,7 @@ class SoundCloudClient:
         duration_seconds: float | None = None,
         check_quota: bool = True,
         identity: tuple[int, int] | None = None,
+        before_end: Callable[[], None] | None = None,
     ) -> dict[str, Any]:
         """POST /tracks, streaming the audio from disk; returns SoundCloud's Track (with `urn`).
 
@@ -542,7 +548,9 @@ class SoundCloudClient:
             raise classify(exc, action=action) from None
         if check_quota:
             self.check_quota(duration_seconds)
-        body = MultipartBody(fields.to_form(digest), parts, progress or self._progress)
+        body = MultipartBody(
+            fields.to_form(digest), parts, progress or self._progress, before_end=before_end
+        )
         response = self._send(
             "POST",
             self._url("/tracks"),

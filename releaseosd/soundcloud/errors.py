@@ -73,6 +73,14 @@ class AssetChanged(SoundCloudError):
     default_retryable = True
 
 
+class RequestWithdrawn(SoundCloudError):
+    """The upload was cut off before its last byte because what it would create is no longer
+    wanted as sent (an edit made while it was sent says: not public yet); SoundCloud created
+    nothing. Upload again at once, as the track is now."""
+
+    default_retryable = True
+
+
 class Permanent(SoundCloudError):
     """A 4xx that repeating will not fix; the message carries SoundCloud's explanation."""
 

@@ -5,6 +5,7 @@ failures in soundcloud/errors.py it raises."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -30,6 +31,7 @@ class Remote(Protocol):
         duration_seconds: float | None = None,
         check_quota: bool = True,
         identity: tuple[int, int] | None = None,
+        before_end: Callable[[], None] | None = None,
     ) -> dict[str, Any]: ...
 
     def get_track(self, urn: str) -> dict[str, Any]: ...

@@ -299,7 +299,7 @@ def test_a_link_swapped_in_right_after_the_containment_check_is_never_uploaded(
 
 
 def test_remove_remote_of_a_refused_copy_leaves_the_original_on_soundcloud(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     """Chaos seed 1001: a backup copy was refused as the same audio; 'remove COPY --remote'
     looked SoundCloud up by the audio's machine tag and deleted the released original."""

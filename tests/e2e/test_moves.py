@@ -149,7 +149,7 @@ def test_a_track_re_exported_after_upload_follows_its_folder_when_it_moves(
 
 
 def test_a_folder_moved_and_its_export_saved_again_meanwhile_is_still_one_track(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     """Chaos seed 1001: the folder moved and the DAW wrote a new mix into the new place before
     the daemon looked: no inode led there, so a second record uploaded the new mix as a second
@@ -179,7 +179,7 @@ def test_a_folder_moved_and_its_export_saved_again_meanwhile_is_still_one_track(
 
 
 def test_a_queued_track_moved_and_saved_again_goes_up_once_as_the_new_mix(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     config = write_config(tmp_path, sandbox.base_url)
     exports, state = tmp_path / "exports", tmp_path / "state"
@@ -210,7 +210,7 @@ def test_a_queued_track_moved_and_saved_again_goes_up_once_as_the_new_mix(
 
 
 def test_a_track_removed_while_its_bounce_is_being_written_stays_removed(
-    tmp_path: Path, sandbox: Sandbox, token_store: Any
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
     """Chaos seed 1004: `remove` while the DAW rewrote the file in place; the finished bounce
     then went up as a new track. A later export at that path is still a new track."""
