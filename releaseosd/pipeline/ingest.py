@@ -414,8 +414,10 @@ class Ingest:
                 return  # changed meanwhile; the watcher reports it again
             twin = self.twin_of(track, audio_digest, sha)
             if twin is not None and not Path(twin.audio_path).exists():
-                self._adopted_by(twin, track, path, stat)
-                return
+                if holds(twin, audio_digest, sha):
+                    self._adopted_by(twin, track, path, stat)
+                    return
+                twin = None  # only its gone export's re-export: this copy is all that is left
             if twin is not None:
                 self._duplicate(track, twin, path, sha, audio_digest, stat, track.sidecar_digest)
                 return
@@ -817,8 +819,10 @@ class Ingest:
             return
         twin = self.twin_of(track, built.audio_digest, built.sha256)
         if twin is not None and not Path(twin.audio_path).exists():
-            self._adopted_by(twin, track, path, stat)
-            return
+            if holds(twin, built.audio_digest, built.sha256):
+                self._adopted_by(twin, track, path, stat)
+                return
+            twin = None  # only its gone export's re-export: this copy is all that is left
         if twin is not None:
             self._duplicate(
                 track, twin, path, built.sha256, built.audio_digest, stat, sidecar_digest
@@ -921,6 +925,15 @@ class Ingest:
                     t.sidecar_digest = digest if digest is not None else t.sidecar_digest
 
             self.store.update(track_id, invalid)
+
+
+def holds(track: Track, audio_digest: str, sha256: str) -> bool:
+    """Whether this is the audio the track itself was built (or uploaded) with, not only a
+    re-export its export held later: only then may its record follow a copy of it."""
+    return (bool(audio_digest) and audio_digest == track.audio_digest) or sha256 in (
+        track.sha256,
+        track.soundcloud.sha256,
+    )
 
 
 def take_release_time(track: Track, sidecar: Sidecar) -> None:

@@ -103,3 +103,35 @@ def test_a_copy_of_a_re_export_made_after_upload_is_a_copy_not_a_new_track(
     assert refused.state == State.INVALID and refused.duplicate_of, dump(state)
     assert "Tide.wav" in (refused.last_error or "")
     assert len(sandbox.tracks()) == 1
+
+
+def test_a_copy_of_a_re_export_whose_original_is_gone_does_not_take_over_the_upload(
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
+) -> None:
+    """Chaos seed 1005: the original export (re-exported after its upload) was deleted, and the
+    record that is up with the first mix followed a copy of the second: its record then named a
+    file that never held the audio SoundCloud has. The copy is a track of its own."""
+    config = write_config(tmp_path, sandbox.base_url)
+    exports, state = tmp_path / "exports", tmp_path / "state"
+    (exports / "Tide.yaml").write_text("title: Tide\nsharing: public\n")
+    make_audio(exports / "Tide.wav", freq=533)
+    with ThreadedDaemon(config, token_store):
+        up = wait_for(
+            lambda: (t := read_tracks(state)) and t[0].state == State.RELEASED and t[0], what="up"
+        )
+        make_audio(exports / "Tide.wav", freq=534)
+        wait_for(lambda: read_tracks(state)[0].local_change, what="re-export reported")
+        (exports / "Tide.wav").unlink()
+        (exports / "backup").mkdir()
+        (exports / "backup" / "Tide Copy.yaml").write_text("title: Tide Copy\nsharing: public\n")
+        make_audio(exports / "backup" / "Tide Copy.wav", freq=534, options=("-metadata", "title=x"))
+        copy = wait_for(
+            lambda: next(
+                (t for t in read_tracks(state) if t.id != up.id and t.state in SETTLED), None
+            ),
+            what="the copy settled",
+        )
+    original = next(t for t in read_tracks(state) if t.id == up.id)
+    assert original.audio_path == str(exports / "Tide.wav"), dump(state)
+    assert copy.state == State.RELEASED and copy.title == "Tide Copy", dump(state)
+    assert len(sandbox.tracks()) == 2
