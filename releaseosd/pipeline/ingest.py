@@ -246,6 +246,9 @@ class Ingest:
                 moved = self._moved_here(path, stat)
                 if moved is not None and moved.state == State.REMOVED:
                     return True  # the file the producer removed, moved: still left alone
+                if moved is not None and moved.state == State.PENDING:
+                    # It waited for its file (or its sidecar): look at it afresh where it is now.
+                    return self._audio_stable(path, recheck=True)
                 if moved is not None:
                     self._sidecar_changed(moved, path, read)
                     return True

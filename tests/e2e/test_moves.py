@@ -240,8 +240,44 @@ def test_a_track_removed_while_its_bounce_is_being_written_stays_removed(
         assert eventually(lambda: len(read_tracks(state)) > 1, timeout=3) is None, dump(state)
         later = make_audio(exports / "Cut.wav", freq=732)  # a new export, later
         new = wait_for(
-            lambda: next((t for t in read_tracks(state) if t.state != State.REMOVED), None),
+            lambda: next(
+                (
+                    t
+                    for t in read_tracks(state)
+                    if t.state != State.REMOVED and t.audio_stat is not None
+                ),
+                None,
+            ),
             what="a new track for the later export",
         )
     assert new.audio_stat is not None and new.audio_stat.inode == later.stat().st_ino
     assert [t.state for t in read_tracks(state)].count(State.REMOVED) == 1
+
+
+def test_an_export_waiting_for_its_sidecar_moved_away_and_back_says_it_waits_for_its_sidecar(
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
+) -> None:
+    """Chaos seed 1 (45 operations): a folder moved while its export had no sidecar yet; the
+    record followed the file but still said the file was gone."""
+    config = write_config(tmp_path, sandbox.base_url)
+    exports, state = tmp_path / "exports", tmp_path / "state"
+    session = exports / "Session"
+    session.mkdir()
+    make_audio(session / "Bare.wav", freq=742)
+    with ThreadedDaemon(config, token_store):
+        wait_for(
+            lambda: (t := read_tracks(state)) and "sidecar" in (t[0].last_error or ""), what="waits"
+        )
+        (session / "Bare.wav").rename(tmp_path / "Bare.wav")  # gone for a moment
+        wait_for(lambda: "is gone" in (read_tracks(state)[0].last_error or ""), what="gone")
+        (exports / "Moved").mkdir()
+        (tmp_path / "Bare.wav").rename(exports / "Moved" / "Bare.wav")
+        back = wait_for(
+            lambda: (
+                (t := read_tracks(state)[0]).audio_path.endswith("Moved/Bare.wav")
+                and "waiting for its sidecar" in (t.last_error or "")
+                and t
+            ),
+            what="waiting for its sidecar again, where it is now",
+        )
+    assert back.state == State.PENDING and len(read_tracks(state)) == 1
