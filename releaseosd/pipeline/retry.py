@@ -25,7 +25,9 @@ def backoff_seconds(
     attempt: int, base: float, cap: float, rng: random.Random, retry_after: float | None = None
 ) -> float:
     """Exponential backoff with jitter; never earlier than SoundCloud's Retry-After."""
-    exponential = min(cap, base * 2.0 ** max(0, attempt - 1))
+    # The exponent stops growing long before a float overflows: weeks offline count thousands
+    # of attempts, and the wait is the cap by then anyway.
+    exponential = min(cap, base * 2.0 ** min(max(0, attempt - 1), 64))
     # Jitter only ever lengthens the wait, so that many tracks failing together spread out
     # without any of them coming back earlier than the schedule (or Retry-After) allows.
     delay = exponential * (1.0 + 0.25 * rng.random())

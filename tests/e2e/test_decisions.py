@@ -152,3 +152,13 @@ def test_a_release_due_during_sleep_runs_at_the_next_tick(tmp_path: Path) -> Non
         scheduler.stop()
         store.close()
     assert TICK_SECONDS <= 60
+
+
+@pytest.mark.parametrize("offline_failures", [1_100, 10**6])
+def test_weeks_offline_keep_waiting_the_cap_instead_of_overflowing(offline_failures: int) -> None:
+    """Found by a daemon left running after its chaos run: every offline failure counts for the
+    backoff's exponent, and after ~1000 of them 2.0 ** n overflowed; the failing job then ran
+    again at once, 450 000 times, logging each (65 % CPU, 17 M log lines)."""
+    plan = plan_retry(3, offline_failures, True, 5, 1.0, 600.0, random.Random(1))
+    assert not plan.give_up and 600.0 <= plan.delay_seconds <= 750.0
+    assert backoff_seconds(offline_failures, 1.0, 600.0, random.Random(2)) >= 600.0
