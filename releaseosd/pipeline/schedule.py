@@ -130,6 +130,9 @@ class Scheduler:
         # between a producer and their release minute.
         self._remote = _Pool("publish", 2)
         self._busy: set[str] = set()
+        # Tracks whose job broke with an unexpected error: left alone until the next tick, so a
+        # bug never turns into a tight loop of the same failing job.
+        self._cooling: dict[str, float] = {}
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)  # a track's job ended
         self._uploads_running = 0
@@ -214,14 +217,16 @@ class Scheduler:
             *((t, self._sync) for t in due.syncs),
         ]
         with self._lock:
+            now = time.monotonic()
+            self._cooling = {k: v for k, v in self._cooling.items() if v > now}
             for track_id, job in remote:
-                if track_id not in self._busy:
+                if track_id not in self._busy and track_id not in self._cooling:
                     self._busy.add(track_id)
                     self._remote.submit(self._job(track_id, job))
             for track_id in due.uploads:
                 if self._uploads_running >= self.concurrency:
                     break
-                if track_id in self._busy:
+                if track_id in self._busy or track_id in self._cooling:
                     continue
                 self._busy.add(track_id)
                 self._uploads_running += 1
@@ -251,10 +256,14 @@ class Scheduler:
         self, track_id: str, work: Callable[[str], None], upload: bool = False
     ) -> Callable[[], None]:
         def run() -> None:
+            broke = True
             try:
                 work(track_id)
+                broke = False
             finally:
                 with self._idle:
+                    if broke:
+                        self._cooling[track_id] = time.monotonic() + self.tick_seconds
                     self._busy.discard(track_id)
                     if upload:
                         self._uploads_running -= 1

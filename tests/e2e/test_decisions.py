@@ -6,6 +6,7 @@ import datetime as dt
 import itertools
 import random
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -13,9 +14,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from releaseosd.model.states import State
+from releaseosd.model.store import Store
 from releaseosd.model.track import Track
 from releaseosd.pipeline.retry import OFFLINE_ATTEMPTS_COUNTED, backoff_seconds, plan_retry
-from releaseosd.pipeline.schedule import due_work
+from releaseosd.pipeline.schedule import Scheduler, due_work
 
 NOW = dt.datetime(2026, 12, 1, 18, 0, tzinfo=dt.UTC)
 
@@ -162,3 +164,40 @@ def test_weeks_offline_keep_waiting_the_cap_instead_of_overflowing(offline_failu
     plan = plan_retry(3, offline_failures, True, 5, 1.0, 600.0, random.Random(1))
     assert not plan.give_up and 600.0 <= plan.delay_seconds <= 750.0
     assert backoff_seconds(offline_failures, 1.0, 600.0, random.Random(2)) >= 600.0
+
+
+def test_a_job_that_breaks_is_not_run_again_until_the_next_tick(tmp_path: Path) -> None:
+    """The overflow above turned into a tight loop because a job that raised was due again at
+    once, and the scheduler ran it again right away, forever."""
+    store = Store.open(tmp_path / "state")
+    track = store.insert(Track(audio_path="/m/b.wav", state=State.READY))
+    runs: list[str] = []
+    ran = threading.Event()
+
+    def broken_upload(track_id: str) -> None:
+        runs.append(track_id)
+        ran.set()
+        raise RuntimeError("a bug in a stage")
+
+    scheduler = Scheduler(
+        store,
+        upload=broken_upload,
+        poll=lambda _id: None,
+        release=lambda _id: None,
+        concurrency=1,
+        tick_seconds=3600,
+    )
+    try:
+        scheduler.kick()
+        assert ran.wait(5)
+        deadline = time.monotonic() + 5
+        while track.id in scheduler._busy and time.monotonic() < deadline:
+            time.sleep(0.01)  # (polling the job's end with a deadline)
+        scheduler.stop()  # no worker left to take a second run; kicks below only dispatch
+        for _ in range(3):
+            scheduler.kick()
+        assert runs == [track.id]
+        assert scheduler._busy == set() and track.id in scheduler._cooling
+    finally:
+        scheduler.stop()
+        store.close()
