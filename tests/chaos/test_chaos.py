@@ -16,7 +16,7 @@ import pytest
 from chaos_driver import ops_from_env, run_seed, seeds_from_env
 
 SEEDS = seeds_from_env([1, 2, 3])
-OPS = ops_from_env(45)
+OPS = ops_from_env(30)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
