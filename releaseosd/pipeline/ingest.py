@@ -163,13 +163,7 @@ class Ingest:
                 # Not on SoundCloud: it waits for its export to come back. A file gone is not a
                 # track the producer removed (a drive unplugged, a share offline, a DAW that
                 # deletes before it renders again).
-                self.store.transition(
-                    track.id,
-                    State.PENDING,
-                    note=f"{path.name} is gone",
-                    last_error=gone_message(track),
-                )
-                log.info("%s: gone before upload; '%s' waits for it", path, track.title)
+                self._waits_for_its_file(track, path, "gone before upload")
         # Its copies and its siblings may carry the track on now (a folder copied elsewhere and
         # the original deleted; the other export of the same sidecar).
         related = self.store.duplicates_of(track.id) + self.store.in_folder(path.parent, path.stem)
@@ -903,12 +897,16 @@ class Ingest:
             self.builds.submit(self.recheck, Path(track.audio_path))
             return True
         if self._stat_now(path) is None:
-            self.store.transition(
-                track.id, State.PENDING, note=f"{path.name} is gone", last_error=gone_message(track)
-            )
-            log.info("%s: gone while it was built; '%s' waits for it", path, track.title)
+            self._waits_for_its_file(track, path, "gone while it was built")
             return True
         return False
+
+    def _waits_for_its_file(self, track: Track, path: Path, when: str) -> None:
+        """An export gone before its upload: the track waits for it, saying so."""
+        self.store.transition(
+            track.id, State.PENDING, note=f"{path.name} is gone", last_error=gone_message(track)
+        )
+        log.info("%s: %s; '%s' waits for it", path, when, track.title)
 
     def _finish_invalid(
         self, track_id: str, message: str, digest: str | None = None, path: Path | None = None
