@@ -1281,7 +1281,13 @@ class Store:
             self._write(track.id, doc, entries, fresh=True)
             self._next_seq += 1
             self._gone.pop(track.id, None)
-            self._changed(track, None, track.history[-1].note if track.history else "")
+            self._changed(
+                track.id,
+                track.title,
+                None,
+                track.state,
+                track.history[-1].note if track.history else "",
+            )
         self._deliver()
         return track
 
@@ -1314,22 +1320,18 @@ class Store:
             doc = self._record(track, self._next_rev(track_id), _born(old), _seq(old))
             self._write(track_id, doc, entries)
             if track.state != before:
-                self._changed(track, before, note)
+                self._changed(track.id, track.title, before, track.state, note)
         self._deliver()
         return track
 
-    def _changed(self, track: Track, before: State | None, note: str) -> None:
+    def _changed(
+        self, track_id: str, title: str, before: State | None, after: State | None, note: str = ""
+    ) -> None:
         """Queue the event of a change just saved: under the lock, so that events are queued in
         the order of the changes; `_deliver` tells the listeners once the lock is let go."""
         if self.events is not None:
             self.events.post(
-                StateChanged(
-                    track_id=track.id,
-                    title=track.title,
-                    before=before,
-                    after=track.state,
-                    note=note,
-                )
+                StateChanged(track_id=track_id, title=title, before=before, after=after, note=note)
             )
 
     def _deliver(self) -> None:
@@ -1383,15 +1385,8 @@ class Store:
                 self._stale.add(doc_id)
                 with contextlib.suppress(OSError):
                     self._drop_stale()
-            if self.events is not None:
-                self.events.post(
-                    StateChanged(
-                        track_id=track_id,
-                        title=str(gone.get("title", "")),
-                        before=State(gone.get("state", State.PENDING.value)),
-                        after=None,
-                    )
-                )
+            before = State(gone.get("state", State.PENDING.value))
+            self._changed(track_id, str(gone.get("title", "")), before, None)
         self._deliver()
 
     # --- compaction ---
