@@ -18,18 +18,22 @@ import json
 import logging
 import os
 import socket
-import socketserver
 import stat
 import struct
 import sys
 import tempfile
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
 from releaseosd.app.commands import CommandError, Commands, json_lines
+from releaseosd.app.served import ServedApp
 from releaseosd.model.config import Config
 from releaseosd.model.localtime import parse
 from releaseosd.model.store import OwnerLock, Store, read_status
@@ -221,54 +225,45 @@ def dispatch(commands: Commands, name: str, body: dict[str, Any]) -> Any:
 # --- server (in the daemon) ----------------------------------------------------------------------
 
 
-class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
-    commands: Commands
-    extra: dict[str, Callable[[dict[str, Any]], Any]]
+def control_app(commands: Commands, extra: dict[str, Callable[[dict[str, Any]], Any]]) -> Starlette:
+    """The daemon's side of the control socket: `GET /status` and `POST /<command>`.
 
+    Commands run in the thread pool: one that waits (a hold on a track being uploaded) never
+    stalls the socket's other requests."""
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"
+    def status(_request: Request) -> Response:
+        return Response(commands.status_json(), media_type="application/json")
 
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("control: " + format, *args)
+    def run(name: str, body: dict[str, Any]) -> Any:
+        return extra[name](body) if name in extra else dispatch(commands, name, body)
 
-    def do_GET(self) -> None:
-        if self.path == "/status":
-            self._send(200, self.server.commands.status_json().encode())
-        else:
-            self._answer(404, {"error": f"unknown path {self.path}"})
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
+    async def command(request: Request) -> JSONResponse:
+        name = request.path_params["name"]
         try:
-            body = json.loads(self.rfile.read(length) or b"{}") if length else {}
-            result = self._dispatch(self.path.strip("/"), body)
+            raw = await request.body()
+            body = json.loads(raw) if raw else {}
+            if not isinstance(body, dict):
+                raise ValueError("the body must be a JSON object")
+            result = await run_in_threadpool(run, name, body)
         except CommandError as exc:
-            self._answer(409, {"error": str(exc)})
+            return JSONResponse({"error": str(exc)}, status_code=409)
         except (ValueError, KeyError, TypeError) as exc:
-            self._answer(400, {"error": f"bad request: {exc}"})
+            return JSONResponse({"error": f"bad request: {exc}"}, status_code=400)
         except Exception as exc:
-            log.exception("control command %s failed", self.path)
-            self._answer(500, {"error": str(exc)})
-        else:
-            self._answer(200, {"message": result})
+            log.exception("control command %s failed", name)
+            return JSONResponse({"error": str(exc)}, status_code=500)
+        return JSONResponse({"message": result})
 
-    def _dispatch(self, name: str, body: dict[str, Any]) -> Any:
-        if name in self.server.extra:
-            return self.server.extra[name](body)
-        return dispatch(self.server.commands, name, body)
+    def unknown(request: Request) -> JSONResponse:
+        return JSONResponse({"error": f"unknown path {request.url.path}"}, status_code=404)
 
-    def _answer(self, status: int, data: Any) -> None:
-        self._send(status, json.dumps(data, ensure_ascii=False).encode())
-
-    def _send(self, status: int, raw: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
+    return Starlette(
+        routes=[
+            Route("/status", status, methods=["GET"]),
+            Route("/{name}", command, methods=["POST"]),
+            Route("/{rest:path}", unknown, methods=["GET", "POST"]),
+        ]
+    )
 
 
 class ControlServer:
@@ -293,9 +288,12 @@ class ControlServer:
                 # no other daemon of ours serves this state dir.
                 os.unlink(name, dir_fd=self._dir_fd)
             old_umask = os.umask(0o177)
+            listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                self._server = _Server(str(self.path), _Handler)
+                listening.bind(str(self.path))
+                listening.listen(64)
             except OSError as exc:
+                listening.close()
                 raise ControlSocketError(
                     f"cannot create the control socket {self.path}: {exc.strerror or exc}; "
                     "set XDG_RUNTIME_DIR to a private folder with a short path"
@@ -306,7 +304,7 @@ class ControlServer:
             # folder would not hold it), as a socket of ours.
             bound = _lstat_in(self._dir_fd, name)
             if bound is None or _socket_problem(self.path, bound):
-                self._server.server_close()
+                listening.close()
                 raise ControlSocketUnsafe(
                     f"{self.path.parent} changed while the control socket was made; {_FOLDER_FIX}"
                 )
@@ -316,19 +314,13 @@ class ControlServer:
             os.close(self._dir_fd)
             self._dir_fd = None
             raise
-        self._server.commands = commands
-        self._server.extra = extra or {}
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="control", daemon=True
-        )
+        self._served = ServedApp(control_app(commands, extra or {}), [listening], "control")
 
     def start(self) -> None:
-        self._thread.start()
+        self._served.start()
 
     def stop(self) -> None:
-        if self._thread.is_alive():
-            self._server.shutdown()
-        self._server.server_close()
+        self._served.stop()
         if self._dir_fd is None:
             return
         try:

@@ -1259,10 +1259,14 @@ class ChaosRun:
             if any(a.digest.startswith(digest16) or a.identity == identity for a in s.audios)
         ]
 
-    def exclusive_digests(self, slot: Slot) -> set[str]:
+    def exclusive_digests(self, slot: Slot, at: float | None = None) -> set[str]:
+        """The slot's digests that no other export shares: one still there (at `at`, when
+        given: a request is judged by who could own it when it was sent)."""
         others = set()
         for s in self.slots:
-            if s is not slot and s.removed is None:
+            if s is slot:
+                continue
+            if s.removed is None or (at is not None and s.removed[0] > at):
                 others |= s.digests()
         return slot.digests() - others
 
@@ -1514,10 +1518,10 @@ class ChaosRun:
             if slot.removed is None:
                 continue
             quiet = self.known_at(slot.removed[0])
-            mine = {d[:16] for d in self.exclusive_digests(slot)}
             for rec in requests:
                 if rec.at < quiet or rec.status not in (0, 200, 201):
                     continue
+                mine = {d[:16] for d in self.exclusive_digests(slot, rec.at)}
                 if rec.method == "PUT" and rec.template == "/tracks/{track_urn}":
                     digest16 = self.watch.digest_of(self.urn_in(rec.path))
                     if digest16 in mine:

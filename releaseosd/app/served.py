@@ -1,0 +1,67 @@
+"""The product's one HTTP stack: a Starlette app served by uvicorn in a thread of its own, on
+sockets the caller has bound and checked (the control socket's folder checks, the dashboard's
+loopback-only bind). uvicorn is told nothing about addresses: it serves what it is handed, so
+the checks that decide where the product listens stay in one place each."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+import time
+
+import uvicorn
+from starlette.types import ASGIApp
+
+log = logging.getLogger("releaseosd.app.served")
+
+START_WITHIN_SECONDS = 10.0
+
+
+class ServeFailed(Exception):
+    """The server could not start on its sockets; the message says why."""
+
+
+class ServedApp:
+    def __init__(self, app: ASGIApp, sockets: list[socket.socket], name: str) -> None:
+        self.name = name
+        self._sockets = sockets
+        config = uvicorn.Config(
+            app,
+            lifespan="off",
+            access_log=False,
+            log_config=None,  # the daemon's logging stays as it is
+            log_level="warning",
+            http="h11",
+            ws="none",
+            loop="asyncio",
+            # Streams (the dashboard's live events) never end by themselves: a stop cancels them.
+            timeout_graceful_shutdown=1,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._error: BaseException | None = None
+
+    def _serve(self) -> None:
+        try:
+            asyncio.run(self._server.serve(sockets=self._sockets))
+        except BaseException as exc:  # reported by start(), or logged if it dies later
+            self._error = exc
+            log.exception("%s server stopped", self.name)
+
+    def start(self) -> None:
+        """Serve; returns once the server accepts connections (or raises ServeFailed)."""
+        self._thread.start()
+        deadline = time.monotonic() + START_WITHIN_SECONDS
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise ServeFailed(f"the {self.name} server did not start: {self._error}")
+            time.sleep(0.01)
+
+    def stop(self, timeout: float = 3.0) -> None:
+        self._server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        for sock in self._sockets:
+            sock.close()
