@@ -6,7 +6,8 @@ rather than add it here. Code reached only by tests counts as dead too, unless s
 
 # ruff: noqa: B018
 
-from releaseosd.app import cli, control, daemon
+from releaseosd.app import cli, daemon, served
+from releaseosd.dashboard import cards
 from releaseosd.listeners import desktop as notify
 from releaseosd.media import ffmpeg
 from releaseosd.model import config, sidecar, store, yamlfile
@@ -26,6 +27,17 @@ cli.auth_logout
 cli.service_install
 cli.service_uninstall
 cli.service_status
+cli.ui
+
+# Jinja templates (releaseosd/dashboard/templates) read these by name.
+cards.Card.badge
+cards.Card.release_shown
+cards.Card.has_preview
+cards.Card.can_retry
+cards.Card.can_release
+cards.Card.can_remove
+# uvicorn's serve loop reads it to stop.
+served.ServedApp._server.should_exit
 
 # pydantic: model_config is read by the metaclass; validators run through their decorators.
 config.StrictModel.model_config
@@ -56,17 +68,13 @@ track_module.AudioStat.mtime_ns
 stability.FileIdentity.mtime_ns
 
 # http.server: handler methods and class settings looked up by name by the standard library.
-control._Server.daemon_threads
-control._Handler.protocol_version
-control._Handler.log_message
-control._Handler.do_GET
-control._Handler.do_POST
 auth._Server6.address_family
 auth._Handler.server_version
 auth._Handler.do_GET
 auth._Handler.do_HEAD
 auth._Handler.log_message
 sandbox._Server.daemon_threads
+sandbox._Server.allow_reuse_address
 sandbox._Handler.protocol_version
 sandbox._Handler.disable_nagle_algorithm
 sandbox._Handler.rbufsize
@@ -114,6 +122,8 @@ notify.NotifyPySender._notification_icon
 # Reached only by tests, kept on purpose:
 # the in-process stop tests/e2e/daemon_harness.py uses (signals set the same event).
 daemon.Daemon.request_stop
+# where the in-process daemon's dashboard listens (other processes read dashboard.json).
+daemon.Daemon.dashboard_url
 # which ffprobe find_ffmpeg saw; tests check that the bundled ffmpeg needs none.
 ffmpeg.Ffmpeg.ffprobe
 # the store as it is on disk, without the daemon's lock: the tests' harness and chaos checks.

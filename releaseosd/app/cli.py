@@ -221,6 +221,8 @@ def _ffmpeg_line() -> str:
 
 
 def _print_table(rows: list[dict[str, Any]]) -> None:
+    from releaseosd.model.track import status_note
+
     if not rows:
         click.echo("no tracks yet")
         return
@@ -236,19 +238,7 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
     headers = ("ID", "STATE", "TITLE", "RELEASE", "NOTE")
     table = []
     for row in rows:
-        changed = (
-            f"re-exported after upload, not uploaded: 'releaseosd remove {row['id'][:8]} "
-            "--remote' then export again to replace it"
-            if row.get("local_change")
-            else None
-        )
-        note = (
-            row.get("error")
-            or row.get("warning")
-            or changed
-            or (row["soundcloud"] or {}).get("permalink_url")
-            or ""
-        )
+        note = status_note(row) or (row["soundcloud"] or {}).get("permalink_url") or ""
         release = (row.get("release_at") or "")[:16].replace("T", " ")
         table.append((row["id"][:8], row["state"], row["title"][:40], release, note))
     widths = [max(len(h), *(len(r[i]) for r in table)) for i, h in enumerate(headers[:-1])]
@@ -261,6 +251,55 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
 
 
 # --- daemon ------------------------------------------------------------------------------------
+
+
+def _print_dashboard(url: str, signed_in: str) -> None:
+    """`run` in a terminal ends with a link that opens the dashboard signed in; anywhere else
+    (a service's journal) the secret stays out of the output and `releaseosd ui` opens it."""
+    if sys.stdout.isatty():
+        click.echo(f"Dashboard: {signed_in}")
+    else:
+        click.echo(f"Dashboard: {url} (open it with 'releaseosd ui')")
+    sys.stdout.flush()
+
+
+@main.command()
+@click.option("--no-browser", is_flag=True, help="Print the address instead of opening it.")
+@pass_ctx
+def ui(obj: Context, no_browser: bool) -> None:
+    """Open the dashboard in your browser, signed in.
+
+    \b
+    Examples:
+      releaseosd ui
+      releaseosd --sandbox ui      the rehearsal's dashboard ('run --sandbox')
+      releaseosd ui --no-browser   print the address (it signs in whoever opens it)
+    """
+    import webbrowser
+
+    from releaseosd.app.control import ControlSocketError, DaemonNotRunning, request
+    from releaseosd.dashboard.access import SecretUnsafe
+    from releaseosd.dashboard.server import DashboardNotRunning, login_url
+
+    config = obj.config
+    try:
+        request(config, "GET", "/status", raw=True)
+    except DaemonNotRunning:
+        start = "releaseosd run --sandbox" if obj.rehearsal else "releaseosd run"
+        fail(f"the daemon is not running, so there is no dashboard: start it with '{start}'")
+    except ControlSocketError as exc:
+        fail(str(exc))
+    try:
+        url = login_url(config.state_dir)
+    except (DashboardNotRunning, SecretUnsafe, FileNotFoundError) as exc:
+        fail(str(exc))
+    if no_browser:
+        click.echo(url)
+        return
+    click.echo("Opening the dashboard in your browser. If it does not open, visit:")
+    click.echo(url)
+    if not webbrowser.open(url):
+        click.echo("(No browser could be started; open the address above yourself.)")
 
 
 @main.command()
@@ -287,7 +326,9 @@ def run(obj: Context, sandbox: bool, log_level: str) -> None:
     setup_logging(log_level)
     config = obj.raw_config  # the rehearsal sets up its own state dir and SoundCloud
     try:
-        code = Daemon(config, obj.config_path, sandbox=sandbox or obj.rehearsal).run()
+        daemon = Daemon(config, obj.config_path, sandbox=sandbox or obj.rehearsal)
+        daemon.on_dashboard = _print_dashboard
+        code = daemon.run()
     except StateDirBusy as exc:
         fail(str(exc), EXIT_BUSY)
     except StoreError as exc:

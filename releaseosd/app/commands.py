@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from releaseosd.model.localtime import shown
+from releaseosd.model.localtime import parse, shown
 from releaseosd.model.metadata import release_date, stored_sidecar
 from releaseosd.model.states import State
 from releaseosd.model.store import Store
@@ -251,3 +251,22 @@ class Commands:
         self.store.set_flag("paused", False)
         self.hooks.kick()
         return "uploads resumed"
+
+
+def dispatch(commands: Commands, name: str, body: dict[str, Any]) -> Any:
+    """One command by name with its JSON body: the daemon's socket, the daemon-less CLI and the
+    dashboard all go through here."""
+    if name == "retry":
+        return commands.retry(str(body["track"]))
+    if name == "release":
+        when = parse(str(body["at"])) if body.get("at") else None
+        return commands.release(str(body["track"]), when)
+    if name == "remove":
+        return commands.remove(str(body["track"]), bool(body.get("remote")))
+    if name == "show":
+        return commands.show(str(body["track"]))
+    if name == "pause":
+        return commands.pause()
+    if name == "resume":
+        return commands.resume()
+    raise CommandError(f"unknown command {name}")

@@ -32,10 +32,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from releaseosd.app.commands import CommandError, Commands, json_lines
+from releaseosd.app.commands import CommandError, Commands, dispatch, json_lines
 from releaseosd.app.served import ServedApp
 from releaseosd.model.config import Config
-from releaseosd.model.localtime import parse
 from releaseosd.model.store import OwnerLock, Store, read_status
 
 log = logging.getLogger("releaseosd.app.control")
@@ -202,24 +201,6 @@ def status_json(config: Config) -> str:
     with contextlib.suppress(DaemonNotRunning):
         return str(request(config, "GET", "/status", raw=True))
     return json_lines(read_status(config.state_dir))
-
-
-def dispatch(commands: Commands, name: str, body: dict[str, Any]) -> Any:
-    """One command by name with its JSON body: the daemon's socket and the daemon-less CLI."""
-    if name == "retry":
-        return commands.retry(str(body["track"]))
-    if name == "release":
-        when = parse(str(body["at"])) if body.get("at") else None
-        return commands.release(str(body["track"]), when)
-    if name == "remove":
-        return commands.remove(str(body["track"]), bool(body.get("remote")))
-    if name == "show":
-        return commands.show(str(body["track"]))
-    if name == "pause":
-        return commands.pause()
-    if name == "resume":
-        return commands.resume()
-    raise CommandError(f"unknown command {name}")
 
 
 # --- server (in the daemon) ----------------------------------------------------------------------

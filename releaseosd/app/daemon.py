@@ -99,6 +99,9 @@ class Daemon:
         self._resumed_on: str | None = None
         # What happens to tracks; listeners subscribe here (before `run`, in tests).
         self.events = EventBus()
+        self.dashboard_url: str | None = None
+        # Told the dashboard's address once it listens (`run` prints it).
+        self.on_dashboard: Callable[[str, str], None] = lambda _url, _signed_in: None
 
     # --- SoundCloud access ---------------------------------------------------------------------
 
@@ -249,6 +252,7 @@ class Daemon:
         control = ControlServer(
             config.state_dir, commands, extra={"reload": lambda _body: self.request_reload()}
         )
+        dashboard = self._dashboard(config, store, commands, rehearsal)
 
         previous = self._install_signals()
         try:
@@ -263,6 +267,8 @@ class Daemon:
             scheduler.every("login-watch", self.login_check_seconds, login_watch.check)
             watcher.start()
             control.start()
+            if dashboard is not None:
+                self._start_dashboard(dashboard)
             sdnotify.ready(f"watching {len(config.watch)} folder(s)")
             log.info(
                 "releaseosd running: watching %s; state in %s",
@@ -286,6 +292,7 @@ class Daemon:
                     watcher,
                     scheduler,
                     control,
+                    dashboard,
                     builds,
                     notifier,
                     unsubscribe,
@@ -305,6 +312,7 @@ class Daemon:
         watcher: Any,
         scheduler: Any,
         control: Any,
+        dashboard: Any,
         builds: Any,
         notifier: Any,
         unsubscribe: list[Callable[[], None]],
@@ -316,6 +324,7 @@ class Daemon:
             lambda: watcher.stop(timeout=3),
             scheduler.stop,
             control.stop,
+            dashboard.stop if dashboard is not None else (lambda: None),
             lambda: builds.shutdown(wait=False, cancel_futures=True),
             *unsubscribe,
             lambda: notifier.close(timeout=1),
@@ -330,6 +339,56 @@ class Daemon:
         lock.release()
         if rehearsal is not None:
             rehearsal.stop()
+
+    # --- dashboard -----------------------------------------------------------------------------
+
+    def _dashboard(self, config: Config, store: Store, commands: Any, rehearsal: Any) -> Any:
+        """The dashboard, bound; None when it is off or cannot listen (the daemon runs on: the
+        error says what to change)."""
+        from releaseosd.dashboard.server import address_path
+
+        # An address left by an earlier run (killed) must not send `ui` to a dead port.
+        address_path(config.state_dir).unlink(missing_ok=True)
+        if not config.dashboard.enabled:
+            return None
+        from releaseosd.dashboard.access import SecretUnsafe
+        from releaseosd.dashboard.listen import BindRefused
+        from releaseosd.dashboard.server import Dashboard
+        from releaseosd.soundcloud.tokens import TokenStore
+
+        port = config.dashboard.port
+        before_login: Callable[[], None] = lambda: None  # noqa: E731
+        if rehearsal is not None:
+            # Beside a real daemon's dashboard, on the next port.
+            port = port + 1 if port else 0
+            before_login = rehearsal.restore_app_secret
+        try:
+            return Dashboard(
+                config.dashboard,
+                state_dir=config.state_dir,
+                store=store,
+                commands=commands,
+                events=self.events,
+                soundcloud=config.soundcloud,
+                tokens=self._token_store or TokenStore(),
+                rehearsal=rehearsal is not None,
+                before_login=before_login,
+                port=port,
+            )
+        except (BindRefused, SecretUnsafe) as exc:
+            log.error("the dashboard is not running: %s", exc)
+            return None
+
+    def _start_dashboard(self, dashboard: Any) -> None:
+        from releaseosd.app.served import ServeFailed
+
+        try:
+            dashboard.start()
+        except ServeFailed as exc:
+            log.error("the dashboard is not running: %s", exc)
+            return
+        self.dashboard_url = dashboard.url
+        self.on_dashboard(dashboard.url, dashboard.signed_in_url)
 
     # --- signals -------------------------------------------------------------------------------
 

@@ -340,6 +340,60 @@ def _size(count: int) -> str:
     raise AssertionError("unreachable")
 
 
+def check_dashboard(config: Config) -> Check:
+    """Whether the dashboard is set up to listen safely, and answers where it says it does."""
+    import json
+
+    import httpx
+
+    from releaseosd.dashboard.listen import non_loopback
+    from releaseosd.dashboard.server import address_path
+
+    settings = config.dashboard
+    if not settings.enabled:
+        return Check("dashboard", True, "switched off in the config", None, False)
+    wide = non_loopback(settings)
+    if wide and not settings.allow_non_loopback:
+        return Check(
+            "dashboard",
+            False,
+            f"dashboard.bind names {', '.join(wide)}: it would be refused (loopback only)",
+            "remove those addresses from dashboard.bind",
+            blocks_uploads=False,
+        )
+    try:
+        url = str(json.loads(address_path(config.state_dir).read_text())["url"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return Check(
+            "dashboard",
+            False,
+            "not running (it starts with the daemon)",
+            "releaseosd run   (or: releaseosd service install)",
+            blocks_uploads=False,
+        )
+    try:
+        # Without the session cookie a live dashboard answers 401: that it answers is the check.
+        answer = httpx.get(url, timeout=3.0)
+    except httpx.HTTPError as exc:
+        return Check(
+            "dashboard",
+            False,
+            f"{url} does not answer ({exc}); the daemon may have stopped",
+            "releaseosd run   (or: releaseosd service status)",
+            blocks_uploads=False,
+        )
+    if answer.status_code != 401:
+        return Check(
+            "dashboard",
+            False,
+            f"{url} answered {answer.status_code}: something else listens there",
+            "set dashboard.port to a free port and restart the daemon",
+            blocks_uploads=False,
+        )
+    warning = f"; reachable from other machines on {', '.join(wide)}" if wide else ""
+    return Check("dashboard", True, f"{url} (open it with 'releaseosd ui'){warning}", None, False)
+
+
 # --- all of them -----------------------------------------------------------------------------------
 
 
@@ -380,6 +434,7 @@ def run_checks(
         *check_watch_folders(config, config_path),
         check_soundcloud(config.soundcloud, config_path, soundcloud_status),
         check_service(config_path, service_state),
+        check_dashboard(config),
         check_disk(config.state_dir, min_free_bytes, disk_usage),
     ]
     return checks

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -21,6 +22,8 @@ from releaseosd.model.sidecar import Sidecar
 
 PREVIEW_NAME = "preview.mp3"
 ARTWORK_STEM = "artwork"
+# The waveform's bars (0..1), for the dashboard's track page: drawn again, never re-decoded.
+WAVEFORM_NAME = "waveform.json"
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,29 @@ def preview_start(
     return round(min(max(start, 0.0), max(duration - length, 0.0)), 3)
 
 
+def _write_peaks(peaks: tuple[float, ...], out: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump([round(p, 3) for p in peaks], f)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_peaks(built: Path) -> list[float] | None:
+    """The waveform bars a build wrote into its folder; None for a build from before they were
+    kept, or a file that is not what a build writes."""
+    try:
+        peaks = json.loads((built / WAVEFORM_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(peaks, list) or not all(isinstance(p, int | float) for p in peaks):
+        return None
+    return [min(max(float(p), 0.0), 1.0) for p in peaks[:2000]]
+
+
 def _copy_artwork(source: Path, out_dir: Path) -> Path:
     target = out_dir / f"{ARTWORK_STEM}{source.suffix.lower()}"
     fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{target.name}.", suffix=".part")
@@ -128,6 +154,7 @@ def build_assets(
         artwork = render_waveform(waveform, config.artwork, out_dir / f"{ARTWORK_STEM}.png", title)
         source = "waveform"
 
+    _write_peaks(waveform.peaks, out_dir / WAVEFORM_NAME)
     duration = min(info.duration, waveform.duration)
     start = preview_start(requested, waveform.loudest_start, duration, length)
     tags = PreviewTags(

@@ -163,6 +163,23 @@ class NotificationsConfig(StrictModel):
     )
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "::1")
+
+
+class DashboardConfig(StrictModel):
+    enabled: bool = Field(True, description="Serve the dashboard (releaseosd ui opens it).")
+    port: int = Field(8766, ge=0, le=65535, description="Its port on 127.0.0.1 and ::1.")
+    bind: list[str] = Field(
+        default_factory=lambda: list(LOOPBACK_HOSTS),
+        description="Addresses to listen on. Only loopback ones unless allow_non_loopback.",
+    )
+    allow_non_loopback: bool = Field(
+        False,
+        description="Let `bind` name an address other machines can reach. Anyone who can "
+        "reach it and learns the secret controls your releases: leave this off.",
+    )
+
+
 def default_state_dir() -> Path:
     return Path(platformdirs.user_data_dir(APP_NAME))
 
@@ -181,6 +198,7 @@ class Config(StrictModel):
     preview: PreviewConfig = Field(default_factory=PreviewConfig)
     artwork: ArtworkConfig = Field(default_factory=ArtworkConfig)
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
+    dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
 
     _expand_state_dir = field_validator("state_dir", mode="before")(_expand)
 

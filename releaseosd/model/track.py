@@ -81,6 +81,8 @@ class RemoteTrack(BaseModel):
     urn: str | None = None
     permalink_url: str | None = None
     sharing: str | None = None
+    # A private track's link for listeners who have it (the s-… part of its secret URL).
+    secret_token: str | None = None
     uploaded_at: dt.datetime | None = None
     published_at: dt.datetime | None = None
     # What SoundCloud was last told (the request's own fields, or what an adopted copy had), so
@@ -232,6 +234,23 @@ def doc_status_row(doc: Mapping[str, Any]) -> dict[str, Any]:
         or (ARTWORK_STALE if doc.get("artwork_stale") else None),
         "updated_at": _iso_text(doc.get("updated_at")),
     }
+
+
+def local_change_note(track_id: str) -> str:
+    return (
+        f"re-exported after upload, not uploaded: 'releaseosd remove {track_id[:8]} --remote' "
+        "then export again to replace it"
+    )
+
+
+def status_note(row: Mapping[str, Any]) -> str | None:
+    """What a status row says the producer should know first: its error, a warning, or a
+    re-export that was kept back (`status`'s NOTE column, the dashboard card's message)."""
+    return (
+        row.get("error")
+        or row.get("warning")
+        or (local_change_note(row["id"]) if row.get("local_change") else None)
+    )
 
 
 def built_dir(state_dir: Path, track_id: str) -> Path:

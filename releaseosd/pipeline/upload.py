@@ -39,6 +39,12 @@ def _tagged(remote: dict[str, Any], digest: str) -> bool:
     return has_machine_tag(remote.get("tag_list"), digest)
 
 
+def _secret_token(remote: dict[str, Any]) -> str | None:
+    from releaseosd.soundcloud.client import secret_token_of
+
+    return secret_token_of(remote)
+
+
 class Uploader(OnStage):
     def __init__(self, stage: Stage, after_processed: Callable[[str], None]) -> None:
         super().__init__(stage)
@@ -262,6 +268,7 @@ class Uploader(OnStage):
             # to be on SoundCloud whatever follows.
             t.soundcloud.urn = str(remote["urn"])
             t.soundcloud.permalink_url = remote.get("permalink_url")
+            t.soundcloud.secret_token = _secret_token(remote)
             t.soundcloud.sharing = str(remote.get("sharing") or sent.get("sharing") or "private")
             t.soundcloud.uploaded_at = t.soundcloud.uploaded_at or now
             t.soundcloud.sent_fields = sent

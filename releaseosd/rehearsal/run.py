@@ -66,9 +66,14 @@ class Rehearsal:
             }
         )
 
+    def restore_app_secret(self) -> None:
+        """The sandbox app's secret back in the rehearsal's keyring (a Disconnect forgets it,
+        as `auth logout` does), so that Connect works again without `auth setup`."""
+        self.tokens.set_client_secret(SANDBOX_CLIENT_ID, self.secret)
+
     def login(self, config: SoundCloudConfig) -> None:
         """Authorization code + PKCE against the sandbox; the redirect is read, not followed."""
-        self.tokens.set_client_secret(config.client_id, self.secret)
+        self.restore_app_secret()
         verifier, challenge = pkce_pair()
         state = secrets.token_urlsafe(16)
         with httpx.Client(timeout=10) as http:

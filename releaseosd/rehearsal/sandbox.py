@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import math
+import mimetypes
 import os
 import re
 import secrets
@@ -47,7 +48,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import BufferedIOBase
 from pathlib import Path
 from typing import IO, Any, Literal, TextIO
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 log = logging.getLogger(__name__)
 
@@ -1080,6 +1081,10 @@ class Sandbox:
         instead = self._intercept(req)
         if instead is not None:
             return instead
+        if route is None and req.method in ("GET", "HEAD"):
+            page = self._listener(req)
+            if page is not None:
+                return page
         if route is None:
             if allowed:
                 raise _HttpError.api(
@@ -1424,6 +1429,58 @@ class Sandbox:
         return self._page(req, items, "/me/playlists")
 
     # -- tracks --
+
+    # -- what a listener sees (listener_page.py) --
+
+    def _listener(self, req: _Request) -> _Response | None:
+        """A track's page at its permalink (private: only under its secret link), and its
+        artwork and audio; None for paths that are neither (the API's 404 then)."""
+        from releaseosd.rehearsal import listener_page
+
+        parts = [unquote(p) for p in req.path.split("/") if p]
+        html = "text/html; charset=utf-8"
+        if parts == ["favicon.ico"]:
+            req.template = listener_page.LISTENER_TEMPLATE
+            return _Response(404, b"", None)
+        headers = [
+            ("Content-Security-Policy", listener_page.PAGE_CSP),
+            ("Cache-Control", "no-store"),
+        ]
+        if len(parts) == 3 and parts[0] == "_listen" and parts[2] in ("artwork", "audio"):
+            req.template = listener_page.LISTENER_TEMPLATE
+            with self._lock:
+                track = self._state.tracks.get(int(parts[1])) if parts[1].isdigit() else None
+                if track is None:
+                    return _Response(404, b"", None, headers)
+                private = track.meta.get("sharing") == "private"
+                if private and req.q("s") != f"s-{track.secret}":
+                    return _Response(404, b"", None, headers)
+                name = track.artwork_file if parts[2] == "artwork" else track.asset_file
+            if name is None:
+                return _Response(404, b"", None, headers)
+            kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
+            return _Response(200, (self.uploads_dir / name).read_bytes(), kind, headers)
+        if len(parts) not in (2, 3) or parts[0] != _slug(self.username):
+            return None
+        req.template = listener_page.LISTENER_TEMPLATE
+        with self._lock:
+            track = next(
+                (t for t in self._state.tracks.values() if t.meta.get("permalink") == parts[1]),
+                None,
+            )
+            if track is None:
+                return _Response(404, listener_page.not_found("no such track."), html, headers)
+            private = track.meta.get("sharing") == "private"
+            secret_given = parts[2] if len(parts) == 3 else None
+            if (private and secret_given != f"s-{track.secret}") or (
+                secret_given is not None and not private
+            ):
+                what = "this track is private: only its secret link opens it."
+                return _Response(404, listener_page.not_found(what), html, headers)
+            shown = listener_page.listener_track(
+                self._render_track(track), track.secret, track.artwork_file is not None
+            )
+        return _Response(200, listener_page.page(shown), html, headers)
 
     def _find_track(self, ref: str) -> _Track:
         track_id = self._parse_ref(ref, "tracks")

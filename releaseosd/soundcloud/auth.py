@@ -242,6 +242,120 @@ def _start_servers(config: SoundCloudConfig, callback: _Callback) -> list[_Serve
     return servers
 
 
+class BrowserLogin:
+    """One login attempt in a browser: from construction the loopback callback listens, `url`
+    is the address the browser must open, and `wait` gives the tokens once it came back (stored
+    in the keyring). `releaseosd auth login` and the dashboard's Connect button are both this.
+
+    The tokens are stored under the refresh lock of `state_dir` (see tokens.refresh_lock_path),
+    so a refresh in the daemon cannot interleave with the write; None: no lock (tests).
+    Raises NotConfigured (no client id or secret) at once; `wait` raises LoginFailed (timeout,
+    wrong state, refused code, denied), KeyringUnavailable, or the Retryable/Permanent error of
+    the token endpoint.
+    """
+
+    def __init__(
+        self,
+        config: SoundCloudConfig,
+        *,
+        store: TokenStore | None = None,
+        http: httpx.Client | None = None,
+        clock: Callable[[], float] = time.time,
+        state_dir: Path | None = None,
+    ) -> None:
+        store = store or TokenStore()
+        if not config.client_id:
+            raise NotConfigured(
+                "soundcloud.client_id is not set in the config; add your SoundCloud app's client id"
+            )
+        secret = store.get_client_secret(config.client_id)
+        if secret is None:
+            raise NotConfigured(
+                f"no client secret stored for SoundCloud client id {config.client_id}; "
+                "run 'releaseosd auth setup' first"
+            )
+        verifier, challenge = pkce_pair()
+        state = secrets.token_urlsafe(32)
+        self._own_http = http is None
+        client = http or httpx.Client(timeout=API_TIMEOUT, headers={"User-Agent": USER_AGENT})
+        self._http = client
+        lock_path = refresh_lock_path(state_dir) if state_dir is not None else None
+
+        def finish(code: str) -> TokenSet:
+            form = {
+                "grant_type": "authorization_code",
+                "client_id": config.client_id,
+                "client_secret": secret,
+                "redirect_uri": config.redirect_uri,
+                "code": code,
+                "code_verifier": verifier,
+            }
+            try:
+                tokens = request_tokens(client, config, form, clock())
+            except InvalidGrant:
+                raise LoginFailed(
+                    "SoundCloud refused the authorization code (invalid_grant): it was already "
+                    f"used or expired, or the PKCE verifier did not match; {LOGIN_HINT} again",
+                    status=400,
+                    soundcloud_message="invalid_grant",
+                ) from None
+            with refresh_lock(lock_path):
+                store.set_tokens(config.client_id, tokens)
+            return tokens
+
+        self._config = config
+        self._cancelled = False
+        path = urlsplit(config.redirect_uri).path or "/"
+        self._callback = _Callback(path=path, state=state, finish=finish)
+        try:
+            self._servers = _start_servers(config, self._callback)
+        except BaseException:
+            self._close_http()
+            raise
+        self.url = authorize_url(config, challenge, state)
+
+    def _close_http(self) -> None:
+        if self._own_http:
+            self._http.close()
+
+    def close(self) -> None:
+        """Stop listening (waits for a callback being handled to finish); a `wait` under way
+        ends at once."""
+        callback = self._callback
+        with callback.lock:
+            if not callback.received.is_set():
+                self._cancelled = True
+                callback.received.set()
+                callback.done.set()
+        for server in self._servers:
+            server.shutdown()
+            server.server_close()
+        self._servers = []
+        self._close_http()
+
+    def wait(self, timeout: float = DEFAULT_LOGIN_TIMEOUT) -> TokenSet:
+        callback = self._callback
+        arrived = False
+        try:
+            arrived = callback.received.wait(timeout)
+            if arrived:
+                callback.done.wait()
+        finally:
+            self.close()
+        if callback.tokens is not None:
+            return callback.tokens
+        if callback.error is not None:
+            # LoginFailed, or what stopped the exchange (keyring, credentials, SoundCloud down).
+            raise callback.error
+        if arrived and self._cancelled:
+            raise LoginFailed("the login was cancelled before the browser came back")
+        raise LoginFailed(
+            f"no answer from the browser within {timeout:g} s, so nothing was stored; "
+            f"{LOGIN_HINT} again and finish the login in the browser (it must be able to reach "
+            f"{self._config.redirect_uri} on this machine)"
+        )
+
+
 def login(
     config: SoundCloudConfig,
     open_browser: bool = True,
@@ -253,93 +367,29 @@ def login(
     clock: Callable[[], float] = time.time,
     state_dir: Path | None = None,
 ) -> TokenSet:
-    """Log in in the browser and store the tokens in the keyring.
-
-    The tokens are stored under the refresh lock of `state_dir` (see tokens.refresh_lock_path),
-    so a refresh in the daemon cannot interleave with the write; None: no lock (tests).
-    Raises LoginFailed (timeout, wrong state, refused code, denied), NotConfigured (no client id
-    or secret), KeyringUnavailable, or the Retryable/Permanent error of the token endpoint.
-    """
-    store = store or TokenStore()
-    if not config.client_id:
-        raise NotConfigured(
-            "soundcloud.client_id is not set in the config; add your SoundCloud app's client id"
-        )
-    secret = store.get_client_secret(config.client_id)
-    if secret is None:
-        raise NotConfigured(
-            f"no client secret stored for SoundCloud client id {config.client_id}; "
-            "run 'releaseosd auth setup' first"
-        )
-    verifier, challenge = pkce_pair()
-    state = secrets.token_urlsafe(32)
-    own_http = http is None
-    client = http or httpx.Client(timeout=API_TIMEOUT, headers={"User-Agent": USER_AGENT})
-    lock_path = refresh_lock_path(state_dir) if state_dir is not None else None
-
-    def finish(code: str) -> TokenSet:
-        form = {
-            "grant_type": "authorization_code",
-            "client_id": config.client_id,
-            "client_secret": secret,
-            "redirect_uri": config.redirect_uri,
-            "code": code,
-            "code_verifier": verifier,
-        }
-        try:
-            tokens = request_tokens(client, config, form, clock())
-        except InvalidGrant:
-            raise LoginFailed(
-                "SoundCloud refused the authorization code (invalid_grant): it was already used "
-                f"or expired, or the PKCE verifier did not match; {LOGIN_HINT} again",
-                status=400,
-                soundcloud_message="invalid_grant",
-            ) from None
-        with refresh_lock(lock_path):
-            store.set_tokens(config.client_id, tokens)
-        return tokens
-
-    path = urlsplit(config.redirect_uri).path or "/"
-    callback = _Callback(path=path, state=state, finish=finish)
+    """`releaseosd auth login`: a BrowserLogin, its address printed (and opened)."""
+    attempt = BrowserLogin(config, store=store, http=http, clock=clock, state_dir=state_dir)
     try:
-        servers = _start_servers(config, callback)
-        try:
-            url = authorize_url(config, challenge, state)
-            if open_browser:
-                print(
-                    "Opening your browser to log in to SoundCloud. If it does not open, visit:",
-                    file=out,
-                )
-                print(url, file=out)
-                out.flush()
-                if not webbrowser.open(url):
-                    print(
-                        "(No browser could be started; open the address above yourself.)", file=out
-                    )
-            else:
-                print("Open this address in a browser to log in to SoundCloud:", file=out)
-                print(url, file=out)
+        url = attempt.url
+        if open_browser:
+            print(
+                "Opening your browser to log in to SoundCloud. If it does not open, visit:",
+                file=out,
+            )
+            print(url, file=out)
             out.flush()
-            if callback.received.wait(timeout):
-                callback.done.wait()
-        finally:
-            for server in servers:
-                server.shutdown()  # waits for a callback being handled to finish
-                server.server_close()
-    finally:
-        if own_http:
-            client.close()
-    if callback.tokens is not None:
-        print("Logged in to SoundCloud.", file=out)
-        return callback.tokens
-    if callback.error is not None:
-        # LoginFailed, or what stopped the exchange (keyring, credentials, SoundCloud down).
-        raise callback.error
-    raise LoginFailed(
-        f"no answer from the browser within {timeout:g} s, so nothing was stored; {LOGIN_HINT} "
-        "again and finish the login in the browser (it must be able to reach "
-        f"{config.redirect_uri} on this machine)"
-    )
+            if not webbrowser.open(url):
+                print("(No browser could be started; open the address above yourself.)", file=out)
+        else:
+            print("Open this address in a browser to log in to SoundCloud:", file=out)
+            print(url, file=out)
+        out.flush()
+    except BaseException:
+        attempt.close()
+        raise
+    tokens = attempt.wait(timeout)
+    print("Logged in to SoundCloud.", file=out)
+    return tokens
 
 
 def status(

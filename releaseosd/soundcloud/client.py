@@ -16,16 +16,17 @@ import secrets
 import threading
 import time
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 
 from releaseosd import __version__ as _version
 from releaseosd.model.config import SoundCloudConfig
+from releaseosd.model.track import RemoteTrack
 from releaseosd.soundcloud.errors import (
     AssetChanged,
     NotFound,
@@ -183,6 +184,24 @@ def fields_of_track(track: dict[str, Any]) -> dict[str, str | bool]:
     if isinstance(url, str) and url.rstrip("/"):
         out["permalink"] = url.rstrip("/").rsplit("/", 1)[-1]
     return out
+
+
+def secret_token_of(track: Mapping[str, Any]) -> str | None:
+    """The secret token of a private track's `secret_uri` (`…?secret_token=s-AbC`), if any."""
+    uri = track.get("secret_uri")
+    if not isinstance(uri, str):
+        return None
+    token = parse_qs(urlsplit(uri).query).get("secret_token", [""])[0]
+    return token or None
+
+
+def share_url(remote: RemoteTrack) -> str | None:
+    """Where a listener can hear the track: its permalink, and for a private track the secret
+    link (the permalink followed by the token), which works for whoever has it."""
+    url = remote.permalink_url
+    if url and remote.sharing == "private" and remote.secret_token:
+        return f"{url.rstrip('/')}/{remote.secret_token}"
+    return url
 
 
 def asset_filename(path: Path, fallback: str = "track") -> str:

@@ -102,6 +102,7 @@ def write_config(root: Path, sandbox_url: str, **extra: Any) -> Path:
         f"  client_id: {CLIENT_ID}",
         f"  api_url: {sandbox_url}",
         f"  auth_url: {sandbox_url}",
+        *([f"  redirect_uri: {extra.pop('redirect_uri')}"] if "redirect_uri" in extra else []),
         "uploads:",
         f"  concurrency: {uploads.get('concurrency', 2)}",
         f"  max_attempts: {uploads.get('max_attempts', 10)}",
@@ -112,6 +113,10 @@ def write_config(root: Path, sandbox_url: str, **extra: Any) -> Path:
         "artwork:",
         "  size: 800",
         "  bars: 32",
+        # Off unless a test is about it: each daemon start would load the web stack.
+        "dashboard:",
+        f"  enabled: {str(extra.pop('dashboard', False)).lower()}",
+        "  port: 0",
     ]
     path = root / "config.yaml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -93,6 +93,7 @@ _SETTINGS = (
     "rate_limit_rate",
     "retry_after",
     "drop_upload_after_bytes",
+    "upload_bytes_per_second",
     "drop_upload_times",
     "processing_outcome",
     "artwork_fails",
@@ -123,6 +124,8 @@ class Faults:
     """Seconds sent in `Retry-After` with each 429; None sends none (SoundCloud usually doesn't)."""
     drop_upload_after_bytes: int | None = None
     """Close the socket of a POST /tracks after reading this many body bytes (None: off)."""
+    upload_bytes_per_second: int | None = None
+    """Read a POST /tracks body no faster than this: a slow uplink, to watch an upload go."""
     drop_upload_times: int | None = 1
     """How many uploads to drop before the fault clears itself (None: every one)."""
     processing_outcome: ProcessingOutcome = "finished"

@@ -148,6 +148,27 @@ class _CutAfter:
         return self._inner.readline(limit)
 
 
+class _Throttled:
+    """An upload's socket reader at a set rate (a slow uplink): the client's progress shows."""
+
+    def __init__(self, inner: IO[bytes], per_second: int) -> None:
+        self._inner = inner
+        self._per_second = per_second
+        self._started = time.monotonic()
+        self._read = 0
+
+    def read(self, size: int) -> bytes:
+        data = self._inner.read(min(size, max(self._per_second // 20, 1024)))
+        self._read += len(data)
+        ahead = self._read / self._per_second - (time.monotonic() - self._started)
+        if ahead > 0:
+            time.sleep(ahead)  # the network's pace, not a wait for something to happen
+        return data
+
+    def readline(self, limit: int = -1) -> bytes:
+        return self._inner.readline(limit)
+
+
 class TestSandbox(Sandbox):
     """The product's Sandbox, plus `faults`, the request log and the accessors below; takes the
     same arguments, and `faults` (a Faults to start with)."""
@@ -344,6 +365,9 @@ class TestSandbox(Sandbox):
         after = None
         if (req.method, req.template) == ("POST", "/tracks"):
             after = self.faults.upload_drop_point()
+        rate = self.faults.upload_bytes_per_second
+        if rate and (req.method, req.template) == ("POST", "/tracks"):
+            req.body._rfile = _Throttled(req.body._rfile, rate)  # type: ignore[assignment]
         if after is None:
             return super()._read_multipart(req)
         req.body._rfile = _CutAfter(req.body._rfile, after)  # type: ignore[assignment]

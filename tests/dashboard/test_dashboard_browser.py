@@ -1,0 +1,171 @@
+"""The dashboard in a real browser (Debian's chromium, headless) against a real daemon and the
+sandbox over loopback: what a producer sees and does, from a dropped export to its release."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from conftest import ARTIFACTS, Running
+from daemon_harness import by_title, local, make_audio, wait_for
+from playwright.sync_api import Page, expect
+from sandbox_tools import TestSandbox
+
+from releaseosd.model.states import State
+
+SECOND = 1000  # Playwright counts in milliseconds
+
+
+def card(page: Page, title: str) -> Any:
+    return page.locator("article.card", has=page.get_by_role("heading", name=title))
+
+
+def test_dropped_track_shows_progress_and_ends_on_soundcloud(
+    page: Page, dashboard: Running, sandbox: TestSandbox
+) -> None:
+    # Slow enough to watch: 7 MB at 1 MB/s (more than loopback's socket buffers take at once),
+    # so progress events reach the page while the upload runs.
+    sandbox.faults.update(upload_bytes_per_second=1_000_000)
+    (dashboard.exports / "Night Drive.yaml").write_text(
+        "title: Night Drive\nartist: DJ Test\ngenre: Techno\nsharing: public\n"
+    )
+    make_audio(dashboard.exports / "Night Drive.wav", seconds=40.0, freq=330)
+    night = card(page, "Night Drive")
+    # The card appears without a reload: the page hears it from the event stream.
+    expect(night).to_be_visible(timeout=20 * SECOND)
+    expect(night.locator(".artist")).to_have_text("DJ Test")
+    expect(night.locator("progress")).to_be_visible(timeout=20 * SECOND)
+    expect(night.locator(".progress-text")).to_contain_text(re.compile(r"of .* · .*/s"))
+    page.screenshot(path=str(ARTIFACTS / "uploading.png"))
+    expect(night.locator(".badge")).to_have_text("released", timeout=30 * SECOND)
+    link = night.get_by_role("link", name="On SoundCloud")
+    href = link.get_attribute("href")
+    assert href and href.startswith(sandbox.base_url)
+    # The link opens the sandbox's page of the track, as a listener would see it.
+    with page.context.expect_page() as opened:
+        link.click()
+    listener = opened.value
+    listener.wait_for_load_state()
+    expect(listener.get_by_role("heading", name="Night Drive")).to_be_visible()
+    expect(listener.locator("audio")).to_have_count(1)
+    expect(listener.get_by_text("Public", exact=True)).to_be_visible()
+    listener.screenshot(path=str(ARTIFACTS / "sandbox-permalink.png"))
+    listener.close()
+    assert night.locator("img").evaluate("img => img.naturalWidth") > 0
+    # The track page: artwork, the preview player, the waveform, what was sent, the history.
+    night.get_by_role("link", name="Night Drive").click()
+    expect(page.locator("audio")).to_have_count(1)
+    expect(page.locator("svg.waveform rect").first).to_be_attached()
+    expect(page.locator(".metadata").first).to_contain_text("Techno")
+    expect(page.locator("#history li").first).to_contain_text("released")
+    expect(page.locator(".checklist .done")).to_have_count(5)
+    page.screenshot(path=str(ARTIFACTS / "track-page.png"), full_page=True)
+
+
+def test_scheduled_track_counts_down_and_flips_to_released(page: Page, dashboard: Running) -> None:
+    at = local(12)
+    (dashboard.exports / "Later.yaml").write_text(
+        f"title: Later Song\nsharing: public\nrelease_at: {at.isoformat()}\n"
+    )
+    make_audio(dashboard.exports / "Later.wav", freq=550)
+    later = card(page, "Later Song")
+    expect(later.locator(".badge")).to_have_text("scheduled", timeout=20 * SECOND)
+    expect(later.locator(".countdown")).to_have_text(re.compile(r"in 00:00:\d\d"))
+    page.screenshot(path=str(ARTIFACTS / "scheduled.png"))
+    expect(later.locator(".badge")).to_have_text("released", timeout=25 * SECOND)
+    expect(later.get_by_role("link", name="On SoundCloud")).to_be_visible()
+
+
+def test_invalid_sidecar_shows_where_and_clears_after_the_fix(
+    page: Page, dashboard: Running
+) -> None:
+    sidecar = dashboard.exports / "Broken.yaml"
+    sidecar.write_text("title: Broken Song\nbpm: fast\nsharing: public\n")
+    make_audio(dashboard.exports / "Broken.wav", freq=770)
+    # Its sidecar cannot be read, so the card names it by its file until the fix.
+    broken = card(page, "Broken")
+    expect(broken.locator(".badge")).to_have_text("needs a fix", timeout=20 * SECOND)
+    expect(broken.locator(".note")).to_contain_text("Broken.yaml:2: bpm:")
+    expect(broken.locator(".fix")).to_contain_text("Fix the file")
+    page.screenshot(path=str(ARTIFACTS / "invalid.png"))
+    sidecar.write_text("title: Broken Song\nbpm: 128\nsharing: public\n")
+    expect(broken.locator(".badge")).to_have_text("released", timeout=30 * SECOND)
+    expect(broken.locator(".note")).to_have_count(0)
+
+
+def test_pause_resume_release_now_and_remove_from_the_page(
+    page: Page, dashboard: Running, sandbox: TestSandbox
+) -> None:
+    page.get_by_role("button", name="Pause uploads").click()
+    expect(page.get_by_text("uploads paused", exact=True)).to_be_visible()
+    (dashboard.exports / "Held.yaml").write_text(
+        "title: Held Song\nsharing: public\nrelease_at: 2031-01-01T10:00:00\n"
+    )
+    make_audio(dashboard.exports / "Held.wav", freq=440)
+    held = card(page, "Held Song")
+    expect(held.locator(".badge")).to_have_text("queued", timeout=20 * SECOND)
+    assert sandbox.tracks() == []
+    page.get_by_role("button", name="Resume uploads").click()
+    expect(held.locator(".badge")).to_have_text("scheduled", timeout=30 * SECOND)
+    # Release now: a confirmation naming the track, then public on SoundCloud.
+    asked: list[str] = []
+
+    def accept(dialog: Any) -> None:
+        asked.append(dialog.message)
+        dialog.accept()
+
+    page.on("dialog", accept)
+    held.get_by_role("button", name="Release now").click()
+    expect(held.locator(".badge")).to_have_text("released", timeout=20 * SECOND)
+    assert "'Held Song'" in asked[-1] and "public" in asked[-1]
+    assert [t["sharing"] for t in sandbox.tracks()] == ["public"]
+    # Remove from SoundCloud: the confirmation names the track, its id and its link.
+    track_id = by_title(dashboard.state)["Held Song"].id
+    held.get_by_role("button", name="Remove from SoundCloud").click()
+    wait_for(
+        lambda: by_title(dashboard.state)["Held Song"].state == State.REMOVED,
+        what="Held Song removed",
+    )
+    assert "'Held Song'" in asked[-1] and track_id in asked[-1] and sandbox.base_url in asked[-1]
+    assert sandbox.tracks() == []
+    expect(held.locator(".badge")).to_have_text("removed")
+    expect(page.locator("#flash")).to_contain_text("deleted on SoundCloud")
+
+
+def test_retry_a_failed_upload_from_the_page(
+    page: Page, dashboard: Running, sandbox: TestSandbox
+) -> None:
+    # SoundCloud refuses the upload for good (403): the track fails and says so.
+    sandbox.faults.push(status=403, match="POST /tracks")
+    (dashboard.exports / "Refused.yaml").write_text("title: Refused Song\nsharing: public\n")
+    make_audio(dashboard.exports / "Refused.wav", freq=660)
+    refused = card(page, "Refused Song")
+    expect(refused.locator(".badge")).to_have_text("failed", timeout=30 * SECOND)
+    expect(refused.locator(".fix")).to_contain_text("Retry")
+    page.screenshot(path=str(ARTIFACTS / "failed.png"))
+    refused.get_by_role("button", name="Retry").click()
+    expect(refused.locator(".badge")).to_have_text("released", timeout=30 * SECOND)
+
+
+def test_disconnect_and_connect_run_the_real_login(
+    page: Page, dashboard: Running, sandbox: TestSandbox
+) -> None:
+    account = page.locator("#account")
+    expect(account).to_contain_text("Connected as @", timeout=10 * SECOND)
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Disconnect").click()
+    expect(account).to_contain_text("Not connected", timeout=10 * SECOND)
+    # `auth logout` forgets the app secret too; the producer puts it back as `auth setup` does.
+    from daemon_harness import CLIENT_ID, CLIENT_SECRET
+
+    dashboard.daemon.daemon._token_store.set_client_secret(CLIENT_ID, CLIENT_SECRET)  # type: ignore[union-attr]
+    with page.context.expect_page() as opened:
+        page.get_by_role("button", name="Connect SoundCloud").click()
+    login_tab = opened.value
+    # The sandbox's /authorize approves at once and redirects to the loopback callback.
+    login_tab.wait_for_load_state()
+    expect(login_tab.locator("body")).to_contain_text("Logged in", timeout=10 * SECOND)
+    login_tab.close()
+    expect(account).to_contain_text("Connected as @", timeout=10 * SECOND)
+    authorize = [r for r in sandbox.requests if r.path == "/authorize"]
+    assert authorize and "code_challenge" in authorize[-1].query
