@@ -34,6 +34,7 @@ cards.Card.badge
 cards.Card.release_shown
 cards.Card.has_preview
 cards.Card.can_retry
+cards.Card.retry_label
 cards.Card.can_release
 cards.Card.can_remove
 # uvicorn's serve loop reads it to stop.

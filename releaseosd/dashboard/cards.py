@@ -68,6 +68,7 @@ class Card:
     has_preview: bool
     progress: dict[str, Any] | None
     can_retry: bool
+    retry_label: str
     can_release: bool
     can_remove: bool
     on_soundcloud: bool
@@ -121,6 +122,10 @@ def card_of(track: Track, progress: Progress | None = None) -> Card:
             State.PUBLISHED,
             State.RELEASED,
         ),
+        # On SoundCloud, `retry` sends the sidecar again (a refused edit, a missed playlist).
+        retry_label="Send sidecar again"
+        if state in (State.SCHEDULED, State.PUBLISHED, State.RELEASED)
+        else "Retry",
         can_release=state not in (State.RELEASED, State.REMOVED, State.INVALID),
         can_remove=not done,
         on_soundcloud=track.maybe_remote,

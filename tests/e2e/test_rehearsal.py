@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 from daemon_harness import make_audio, wait_for
 
 
@@ -24,10 +25,11 @@ def test_run_sandbox_on_defaults_releases_a_dropped_track(tmp_path: Path) -> Non
     )
     env.pop("DBUS_SESSION_BUS_ADDRESS", None)
     log = tmp_path / "run.log"
+    out = tmp_path / "run.out"
     proc = subprocess.Popen(
         [sys.executable, "-m", "releaseosd", "run", "--sandbox"],
         env=env,
-        stdout=subprocess.DEVNULL,
+        stdout=out.open("wb"),
         stderr=log.open("wb"),
     )
 
@@ -53,7 +55,28 @@ def test_run_sandbox_on_defaults_releases_a_dropped_track(tmp_path: Path) -> Non
             timeout=60,
             what="the rehearsal release",
         )
-        assert str(rows[0]["soundcloud"]["permalink_url"]).startswith("http")  # type: ignore[index]
+        permalink = str(rows[0]["soundcloud"]["permalink_url"])  # type: ignore[index]
+        # The link a new user clicks opens the rehearsed track's page, not an API error.
+        listener = httpx.get(permalink, timeout=10)
+        assert listener.status_code == 200, listener.text
+        assert "text/html" in listener.headers["content-type"]
+        assert "First Steps" in listener.text and "<audio" in listener.text
+        # `run` ended with the dashboard's address (the rehearsal's: the port after 8766), and
+        # `releaseosd --sandbox ui` signs a browser in there.
+        assert "Dashboard: http://127.0.0.1:8767/" in out.read_text()
+        signed_in = subprocess.run(
+            [sys.executable, "-m", "releaseosd", "--sandbox", "ui", "--no-browser"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert signed_in.returncode == 0, signed_in.stderr
+        with httpx.Client(timeout=10) as browser:
+            assert browser.get(signed_in.stdout.strip()).status_code == 303
+            page = browser.get("http://127.0.0.1:8767/")
+            assert page.status_code == 200 and "First Steps" in page.text
+            assert "Rehearsal:" in page.text
         # The real state dir never saw the rehearsal.
         real = subprocess.run(
             [sys.executable, "-m", "releaseosd", "status", "--json"],
