@@ -169,3 +169,25 @@ def test_disconnect_and_connect_run_the_real_login(
     expect(account).to_contain_text("Connected as @", timeout=10 * SECOND)
     authorize = [r for r in sandbox.requests if r.path == "/authorize"]
     assert authorize and "code_challenge" in authorize[-1].query
+
+
+def test_phone_sized_and_keyboard_only(page: Page, dashboard: Running) -> None:
+    (dashboard.exports / "Small.yaml").write_text(
+        "title: A Rather Long Title For A Small Screen Indeed\nsharing: private\n"
+    )
+    make_audio(dashboard.exports / "Small.wav", freq=990)
+    small = card(page, "A Rather Long Title")
+    expect(small.locator(".badge")).to_have_text("private", timeout=30 * SECOND)
+    page.set_viewport_size({"width": 390, "height": 800})
+    # Nothing wider than the phone: no sideways scrolling.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=str(ARTIFACTS / "phone.png"), full_page=True)
+    # Keyboard only: Tab reaches "Pause uploads", Enter presses it.
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.textContent.trim()") == "Pause uploads":
+            break
+    else:
+        raise AssertionError("Tab never reached the Pause uploads button")
+    page.keyboard.press("Enter")
+    expect(page.get_by_text("uploads paused", exact=True)).to_be_visible()
