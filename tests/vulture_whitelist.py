@@ -6,7 +6,7 @@ rather than add it here. Code reached only by tests counts as dead too, unless s
 
 # ruff: noqa: B018
 
-from releaseosd.app import cli, daemon, served
+from releaseosd.app import cli, daemon
 from releaseosd.dashboard import cards
 from releaseosd.listeners import desktop as notify
 from releaseosd.media import ffmpeg
@@ -15,6 +15,7 @@ from releaseosd.model import track as track_module
 from releaseosd.pipeline import stability
 from releaseosd.rehearsal import sandbox
 from releaseosd.soundcloud import auth
+from releaseosd.web import served
 
 # click commands: registered by their @<group>.command decorators, called by click.
 cli.config_show

@@ -33,9 +33,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from releaseosd.app.commands import CommandError, Commands, dispatch, json_lines
-from releaseosd.app.served import ServedApp
 from releaseosd.model.config import Config
 from releaseosd.model.store import OwnerLock, Store, read_status
+from releaseosd.web.served import ServedApp
 
 log = logging.getLogger("releaseosd.app.control")
 

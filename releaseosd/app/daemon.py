@@ -351,8 +351,10 @@ class Daemon:
         address_path(config.state_dir).unlink(missing_ok=True)
         if not config.dashboard.enabled:
             return None
+        from releaseosd.app.commands import CommandError, dispatch
         from releaseosd.dashboard.access import SecretUnsafe
         from releaseosd.dashboard.listen import BindRefused
+        from releaseosd.dashboard.pages import ActionRefused
         from releaseosd.dashboard.server import Dashboard
         from releaseosd.soundcloud.tokens import TokenStore
 
@@ -362,12 +364,19 @@ class Daemon:
             # Beside a real daemon's dashboard, on the next port.
             port = port + 1 if port else 0
             before_login = rehearsal.restore_app_secret
+
+        def act(name: str, body: dict[str, Any]) -> str:
+            try:
+                return str(dispatch(commands, name, body))
+            except CommandError as exc:
+                raise ActionRefused(str(exc)) from None
+
         try:
             return Dashboard(
                 config.dashboard,
                 state_dir=config.state_dir,
                 store=store,
-                commands=commands,
+                act=act,
                 events=self.events,
                 soundcloud=config.soundcloud,
                 tokens=self._token_store or TokenStore(),
@@ -380,7 +389,7 @@ class Daemon:
             return None
 
     def _start_dashboard(self, dashboard: Any) -> None:
-        from releaseosd.app.served import ServeFailed
+        from releaseosd.web.served import ServeFailed
 
         try:
             dashboard.start()

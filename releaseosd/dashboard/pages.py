@@ -4,6 +4,7 @@ stream, and the actions (POST, through the same command layer as the CLI)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,6 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
-from releaseosd.app.commands import CommandError, Commands, dispatch
 from releaseosd.dashboard.access import Access, Guard
 from releaseosd.dashboard.account import Account
 from releaseosd.dashboard.cards import (
@@ -46,12 +46,21 @@ HERE = Path(__file__).parent
 PING_SECONDS = 20
 
 
+class ActionRefused(Exception):
+    """The command cannot be done as asked; the message says why (the CLI's own words)."""
+
+
+# A producer's command by name with its JSON body, as the CLI sends it (the daemon passes the
+# command layer's dispatch): its answer, or ActionRefused.
+Act = Callable[[str, dict[str, Any]], str]
+
+
 @dataclass
 class Site:
     """What the pages need of the running daemon."""
 
     store: Store
-    commands: Commands
+    act: Act
     live: LiveFeed
     account: Account
     access: Access
@@ -166,8 +175,8 @@ def dashboard_app(site: Site) -> ASGIApp:
         if name == "release" and body.get("at"):
             body = {**body, "at": str(body["at"])}
         try:
-            said = await run_in_threadpool(dispatch, site.commands, name, body)
-        except CommandError as exc:
+            said = await run_in_threadpool(site.act, name, body)
+        except ActionRefused as exc:
             return JSONResponse({"error": str(exc)}, 409)
         except (ValueError, KeyError, TypeError) as exc:
             return JSONResponse({"error": f"bad request: {exc}"}, 400)

@@ -11,17 +11,16 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from releaseosd.app.commands import Commands
-from releaseosd.app.served import ServedApp
 from releaseosd.dashboard.access import Access, load_or_create_secret, read_secret
 from releaseosd.dashboard.account import Account
 from releaseosd.dashboard.listen import bind, non_loopback
 from releaseosd.dashboard.live import LiveFeed
-from releaseosd.dashboard.pages import Site, dashboard_app
+from releaseosd.dashboard.pages import Act, Site, dashboard_app
 from releaseosd.model.config import DashboardConfig, SoundCloudConfig
 from releaseosd.model.events import Event, EventBus, NeedsLogin
 from releaseosd.model.store import Store
 from releaseosd.soundcloud.tokens import TokenStore
+from releaseosd.web.served import ServedApp
 
 log = logging.getLogger("releaseosd.dashboard.server")
 
@@ -65,7 +64,7 @@ class Dashboard:
         *,
         state_dir: Path,
         store: Store,
-        commands: Commands,
+        act: Act,
         events: EventBus,
         soundcloud: SoundCloudConfig,
         tokens: TokenStore,
@@ -87,7 +86,7 @@ class Dashboard:
         )
         site = Site(
             store=store,
-            commands=commands,
+            act=act,
             live=self.live,
             account=self.account,
             access=access,

@@ -5,34 +5,15 @@ Screenshots go to tests/artifacts/dashboard/ (not committed): look at them after
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from daemon_harness import ThreadedDaemon, free_port, wait_for, write_config
+from dashboard_harness import ARTIFACTS, CHROMIUM, Running
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 from sandbox_tools import TestSandbox
-
-from releaseosd.dashboard.server import login_url
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "dashboard"
-
-
-@dataclass
-class Running:
-    daemon: ThreadedDaemon
-    root: Path
-    exports: Path
-    state: Path
-    url: str  # the dashboard's address, e.g. http://127.0.0.1:40123/
-
-    @property
-    def signed_in(self) -> str:
-        return login_url(self.state)
 
 
 @pytest.fixture

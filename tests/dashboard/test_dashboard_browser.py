@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from conftest import ARTIFACTS, Running
 from daemon_harness import by_title, local, make_audio, wait_for
+from dashboard_harness import ARTIFACTS, Running
 from playwright.sync_api import Page, expect
 from sandbox_tools import TestSandbox
 

@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from conftest import ARTIFACTS, Running
 from daemon_harness import daemon_env, make_audio, wait_for
+from dashboard_harness import ARTIFACTS, Running
 from playwright.sync_api import Page, expect
 
 from releaseosd.dashboard.access import CONTENT_SECURITY_POLICY, secret_path

@@ -14,7 +14,7 @@ import time
 import uvicorn
 from starlette.types import ASGIApp
 
-log = logging.getLogger("releaseosd.app.served")
+log = logging.getLogger("releaseosd.web.served")
 
 START_WITHIN_SECONDS = 10.0
 
