@@ -279,7 +279,7 @@ def ui(obj: Context, no_browser: bool) -> None:
 
     from releaseosd.app.control import ControlSocketError, DaemonNotRunning, request
     from releaseosd.dashboard.access import SecretUnsafe
-    from releaseosd.dashboard.server import DashboardNotRunning, login_url
+    from releaseosd.dashboard.server import DashboardNotRunning, login_url, opener_page
 
     config = obj.config
     try:
@@ -290,16 +290,17 @@ def ui(obj: Context, no_browser: bool) -> None:
     except ControlSocketError as exc:
         fail(str(exc))
     try:
-        url = login_url(config.state_dir)
-    except (DashboardNotRunning, SecretUnsafe, FileNotFoundError) as exc:
+        if no_browser:
+            click.echo(login_url(config.state_dir))
+            return
+        opener = opener_page(config.state_dir)
+    except (DashboardNotRunning, SecretUnsafe, OSError) as exc:
         fail(str(exc))
-    if no_browser:
-        click.echo(url)
-        return
-    click.echo("Opening the dashboard in your browser. If it does not open, visit:")
-    click.echo(url)
-    if not webbrowser.open(url):
-        click.echo("(No browser could be started; open the address above yourself.)")
+    # The browser gets a private file that leads on, never the secret on its command line.
+    click.echo("Opening the dashboard in your browser. If it does not open, open this file:")
+    click.echo(opener.as_uri())
+    if not webbrowser.open(opener.as_uri()):
+        click.echo("(No browser could be started; open the file above, or run 'ui --no-browser'.)")
 
 
 @main.command()

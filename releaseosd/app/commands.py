@@ -262,7 +262,11 @@ def dispatch(commands: Commands, name: str, body: dict[str, Any]) -> Any:
         when = parse(str(body["at"])) if body.get("at") else None
         return commands.release(str(body["track"]), when)
     if name == "remove":
-        return commands.remove(str(body["track"]), bool(body.get("remote")))
+        remote = body.get("remote", False)
+        if not isinstance(remote, bool):
+            # "false" would be true: a deletion that cannot be undone is asked for in JSON.
+            raise ValueError(f"'remote' must be true or false, not {remote!r}")
+        return commands.remove(str(body["track"]), remote)
     if name == "show":
         return commands.show(str(body["track"]))
     if name == "pause":

@@ -362,7 +362,7 @@ class Daemon:
         before_login: Callable[[], None] = lambda: None  # noqa: E731
         if rehearsal is not None:
             # Beside a real daemon's dashboard, on the next port.
-            port = port + 1 if port else 0
+            port = port + 1 if 0 < port < 65535 else 0
             before_login = rehearsal.restore_app_secret
 
         def act(name: str, body: dict[str, Any]) -> str:
@@ -386,6 +386,10 @@ class Daemon:
             )
         except (BindRefused, SecretUnsafe) as exc:
             log.error("the dashboard is not running: %s", exc)
+            return None
+        except OSError as exc:
+            # The state dir cannot take the secret (full, read-only): the rest runs on.
+            log.error("the dashboard is not running: %s: %s", exc.filename or "", exc.strerror)
             return None
 
     def _start_dashboard(self, dashboard: Any) -> None:

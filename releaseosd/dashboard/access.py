@@ -14,11 +14,13 @@ Modelled on syncthing's GUI and Jupyter's token login:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
 import secrets
 import stat
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -55,27 +57,35 @@ def secret_path(state_dir: Path) -> Path:
 
 def load_or_create_secret(state_dir: Path) -> str:
     """The dashboard's secret, made on first use. Refuses a file others can read or that is
-    not ours (a link, another user's file): whoever reads it controls the releases."""
+    not ours (a link, another user's file, a folder, a FIFO): whoever reads it controls the
+    releases. A new secret is written whole before it appears under its name (a crash never
+    leaves an empty one)."""
     path = secret_path(state_dir)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    except FileExistsError:
-        return read_secret(state_dir)
-    with os.fdopen(fd, "w") as out:
-        out.write(secrets.token_urlsafe(32) + "\n")
+    if not os.path.lexists(path):
+        fd, tmp = tempfile.mkstemp(dir=state_dir, prefix=".dashboard.secret.", suffix=".part")
+        try:
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_urlsafe(32) + "\n")
+                out.flush()
+                os.fsync(out.fileno())
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)  # never over a file another process just made
+        finally:
+            os.unlink(tmp)
     return read_secret(state_dir)
 
 
 def read_secret(state_dir: Path) -> str:
     path = secret_path(state_dir)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        # Non-blocking: a FIFO planted there must not hang the daemon in open().
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
         raise
     except OSError as exc:
         raise SecretUnsafe(f"{path}: cannot be read safely ({exc.strerror}); delete it") from None
-    with os.fdopen(fd) as source:
-        info = os.fstat(source.fileno())
+    try:
+        info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
             raise SecretUnsafe(f"{path}: is not a file of yours; delete it (it may be an attack)")
         if stat.S_IMODE(info.st_mode) & 0o077:
@@ -83,8 +93,14 @@ def read_secret(state_dir: Path) -> str:
                 f"{path}: others can read it (mode {stat.S_IMODE(info.st_mode):04o}); delete it "
                 "and restart the daemon to get a new one"
             )
-        secret = source.read(200).strip()
-    if len(secret) < 32:
+        raw = os.read(fd, 200)
+    finally:
+        os.close(fd)
+    try:
+        secret = raw.decode("ascii").strip()
+    except UnicodeDecodeError:
+        secret = ""
+    if len(secret) < 32 or not secret.isprintable():
         raise SecretUnsafe(f"{path}: is not a dashboard secret; delete it and restart the daemon")
     return secret
 

@@ -91,7 +91,10 @@ class Account:
         self._changed()
 
     def disconnect(self) -> bool:
-        signed_out = logout(self._config, store=self._tokens, state_dir=self._state_dir)
+        # The login goes; the app's secret stays, so Connect works again at once.
+        signed_out = logout(
+            self._config, store=self._tokens, state_dir=self._state_dir, keep_app_secret=True
+        )
         with self._lock:
             self._cached = None
             self.last_error = None

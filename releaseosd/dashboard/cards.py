@@ -77,6 +77,12 @@ class Card:
     sent: bool = False
 
 
+def _web_link(url: str | None) -> str | None:
+    """A link to show only when it is a web address (a record or an answer could carry a
+    `javascript:` one)."""
+    return url if url and url.startswith(("https://", "http://")) else None
+
+
 def next_step(track: Track) -> str | None:
     """What the producer does about a track that waits on them, in the dashboard's words."""
     if track.state == State.INVALID:
@@ -107,7 +113,7 @@ def card_of(track: Track, progress: Progress | None = None) -> Card:
         fix=next_step(track),
         release_at=release.isoformat() if release else None,
         release_shown=shown(release) if release else None,
-        link=share_url(track.soundcloud),
+        link=_web_link(share_url(track.soundcloud)),
         private=track.soundcloud.sharing == "private",
         has_artwork=bool(track.artwork_path),
         has_preview=bool(track.preview_path),

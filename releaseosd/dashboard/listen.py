@@ -56,6 +56,9 @@ def bind(config: DashboardConfig, port: int | None = None) -> list[socket.socket
                     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                 sock.bind((address, chosen))
                 sock.listen(128)
+            except OverflowError:
+                sock.close()
+                raise BindRefused(f"dashboard port {chosen} is not a port (0 to 65535)") from None
             except OSError as exc:
                 sock.close()
                 missing = exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT)

@@ -88,6 +88,8 @@ class Message:
 class LiveFeed:
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._drained = threading.Condition(self._lock)
+        self._closed = False
         self._pages: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Queue[Message]]] = {}
         self._progress: dict[str, Progress] = {}
         self._next_page = 0
@@ -142,12 +144,23 @@ class LiveFeed:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_offer, queue, message)
 
+    def close(self, timeout: float = 1.0) -> None:
+        """End every page's stream (the daemon stops): each finishes its answer cleanly, so the
+        server's stop cancels nothing and logs nothing; the pages reconnect when it is back."""
+        with self._lock:
+            self._closed = True
+        self._send(Message("bye", "{}"))
+        with self._drained:
+            self._drained.wait_for(lambda: not self._pages, timeout)
+
     # --- the page side (the server's event loop) -------------------------------------------------
 
     async def stream(self) -> AsyncIterator[dict[str, str]]:
         """What one page hears, as sse-starlette's event dicts, until it goes away."""
         queue: asyncio.Queue[Message] = asyncio.Queue(QUEUE_LIMIT)
         with self._lock:
+            if self._closed:
+                return
             page = self._next_page
             self._next_page += 1
             self._pages[page] = (asyncio.get_running_loop(), queue)
@@ -156,11 +169,12 @@ class LiveFeed:
             while True:
                 message = await queue.get()
                 yield {"event": message.event, "data": message.data}
-                if message.event == "reload":
+                if message.event in ("reload", "bye"):
                     return
         finally:
             with self._lock:
                 self._pages.pop(page, None)
+                self._drained.notify_all()
 
 
 def _offer(queue: asyncio.Queue[Message], message: Message) -> None:

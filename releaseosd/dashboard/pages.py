@@ -42,6 +42,8 @@ from releaseosd.model.track import Track, built_dir, utcnow
 from releaseosd.soundcloud.errors import SoundCloudError
 
 HERE = Path(__file__).parent
+# An action is a track id and a time: nothing a page sends needs more.
+MAX_BODY_BYTES = 16 * 1024
 # The SSE stream says it is alive this often: quiet enough for an idle daemon's CPU budget.
 PING_SECONDS = 20
 
@@ -166,9 +168,14 @@ def dashboard_app(site: Site) -> ASGIApp:
 
     async def command(request: Request) -> JSONResponse:
         name = str(request.path_params["name"])
+        raw = b""
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > MAX_BODY_BYTES:
+                return JSONResponse({"error": "the request is too large"}, 413)
         try:
-            body = await request.json()
-        except ValueError:
+            body = json.loads(raw)
+        except (ValueError, RecursionError):
             return JSONResponse({"error": "the request is not JSON"}, 400)
         if not isinstance(body, dict) or name not in _ACTIONS:
             return JSONResponse({"error": f"unknown action {name}"}, 404)

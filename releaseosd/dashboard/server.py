@@ -4,12 +4,15 @@ and findable by `releaseosd ui` through a small address file in the state dir.""
 from __future__ import annotations
 
 import contextlib
+import html
+import ipaddress
 import json
 import logging
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from releaseosd.dashboard.access import Access, load_or_create_secret, read_secret
 from releaseosd.dashboard.account import Account
@@ -41,16 +44,70 @@ def login_url(state_dir: Path) -> str:
     try:
         info = json.loads(address_path(state_dir).read_text())
         url = str(info["url"])
+        host = urlsplit(url).hostname or ""
+        pid = int(info["pid"])
     except (OSError, ValueError, KeyError, TypeError):
         raise DashboardNotRunning(
             "no dashboard is running for this state dir: start the daemon ('releaseosd run', or "
             "'releaseosd service install'), with dashboard.enabled: true in the config"
         ) from None
+    # The secret goes only to a loopback address of a process that is alive: a stale file (a
+    # daemon killed) or one planted there never receives it.
+    if not _is_loopback_name(host) or not _alive(pid):
+        raise DashboardNotRunning(
+            f"{address_path(state_dir)} names {url} (pid {pid}), which is not a running "
+            "dashboard on this machine; restart the daemon"
+        )
     return signed_in(url, read_secret(state_dir))
+
+
+def _is_loopback_name(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False  # another user's process: not our daemon
+    return True
 
 
 def signed_in(url: str, secret: str) -> str:
     return f"{url}login?token={secret}"
+
+
+OPENER_FILE = "dashboard-open.html"
+
+
+def opener_page(state_dir: Path) -> Path:
+    """A private (0600) page that sends the browser to the signed-in address, for `ui` to
+    open: a browser's command line is readable by every user on the machine (ps), so the
+    secret never goes there (Jupyter does the same)."""
+    target = login_url(state_dir)
+    path = state_dir / OPENER_FILE
+    fd, tmp = tempfile.mkstemp(dir=state_dir, prefix=".dashboard-open.", suffix=".part")
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(
+                "<!doctype html><meta charset='utf-8'><title>releaseosd</title>"
+                f"<meta http-equiv='refresh' content='0;url={html.escape(target)}'>"
+                f"<p><a href='{html.escape(target)}'>Open the releaseosd dashboard</a></p>"
+            )
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def _url_host(address: str) -> str:
@@ -123,6 +180,7 @@ class Dashboard:
         if self._unsubscribe is not None:
             self._unsubscribe()
         self.account.close()
+        self.live.close()
         self._served.stop()
         with contextlib.suppress(OSError, ValueError):
             info = json.loads(address_path(self._state_dir).read_text())

@@ -1439,6 +1439,15 @@ class Sandbox:
 
         parts = [unquote(p) for p in req.path.split("/") if p]
         html = "text/html; charset=utf-8"
+        page = len(parts) in (2, 3) and parts[0] == _slug(self.username)
+        asset = len(parts) == 3 and parts[0] == "_listen"
+        if not (page or asset or parts == ["favicon.ico"]):
+            return None
+        if parts != ["favicon.ico"] and not self._own_host(req):
+            # A page elsewhere whose name was rebound to 127.0.0.1 must not read rehearsed
+            # (unreleased) audio.
+            req.template = listener_page.LISTENER_TEMPLATE
+            return _Response(403, b"", None)
         if parts == ["favicon.ico"]:
             req.template = listener_page.LISTENER_TEMPLATE
             return _Response(404, b"", None)
@@ -1449,7 +1458,9 @@ class Sandbox:
         if len(parts) == 3 and parts[0] == "_listen" and parts[2] in ("artwork", "audio"):
             req.template = listener_page.LISTENER_TEMPLATE
             with self._lock:
-                track = self._state.tracks.get(int(parts[1])) if parts[1].isdigit() else None
+                number = parts[1]
+                ok = number.isascii() and number.isdigit() and len(number) <= 18
+                track = self._state.tracks.get(int(number)) if ok else None
                 if track is None:
                     return _Response(404, b"", None, headers)
                 private = track.meta.get("sharing") == "private"
@@ -1460,7 +1471,7 @@ class Sandbox:
                 return _Response(404, b"", None, headers)
             kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
             return _Response(200, (self.uploads_dir / name).read_bytes(), kind, headers)
-        if len(parts) not in (2, 3) or parts[0] != _slug(self.username):
+        if not page:
             return None
         req.template = listener_page.LISTENER_TEMPLATE
         with self._lock:
@@ -1481,6 +1492,11 @@ class Sandbox:
                 self._render_track(track), track.secret, track.artwork_file is not None
             )
         return _Response(200, listener_page.page(shown), html, headers)
+
+    def _own_host(self, req: _Request) -> bool:
+        port = urlsplit(self.base_url).port
+        host = (req.headers.get("Host") or "").lower()
+        return host in {f"{name}:{port}" for name in ("127.0.0.1", "localhost", "[::1]")}
 
     def _find_track(self, ref: str) -> _Track:
         track_id = self._parse_ref(ref, "tracks")

@@ -473,8 +473,10 @@ def logout(
     store: TokenStore | None = None,
     http: httpx.Client | None = None,
     state_dir: Path | None = None,
+    keep_app_secret: bool = False,
 ) -> bool:
-    """Sign out at SoundCloud (best effort), then forget every secret of this client id.
+    """Sign out at SoundCloud (best effort), then forget every secret of this client id (with
+    `keep_app_secret`, the login only: the dashboard's Disconnect, so Connect works again).
 
     The secrets are deleted under the refresh lock of `state_dir` (None: no lock, for tests),
     so a refresh in flight cannot store tokens again after the logout.
@@ -494,5 +496,8 @@ def logout(
             if own_http:
                 client_http.close()
     with refresh_lock(refresh_lock_path(state_dir) if state_dir is not None else None):
-        store.delete_all(config.client_id)
+        if keep_app_secret:
+            store.delete_tokens(config.client_id)
+        else:
+            store.delete_all(config.client_id)
     return signed_out

@@ -13,10 +13,30 @@ import time
 
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 log = logging.getLogger("releaseosd.web.served")
 
 START_WITHIN_SECONDS = 10.0
+# Anyone on the machine can connect to a loopback port without knowing a secret: a connection
+# that sends no request soon is closed, and past this many the newest are, so idle sockets can
+# never use up the daemon's file descriptors (its store, uploads and control socket need them).
+MAX_CONNECTIONS = 64
+REQUEST_WITHIN_SECONDS = 10.0
+
+
+class _GuardedH11(H11Protocol):
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > MAX_CONNECTIONS:
+            transport.close()
+            return
+        self.loop.call_later(REQUEST_WITHIN_SECONDS, self._close_if_silent)
+
+    def _close_if_silent(self) -> None:
+        # No request has come in on it (uvicorn makes a cycle per request it parsed).
+        if self.cycle is None and not self.transport.is_closing():
+            self.transport.close()
 
 
 class ServeFailed(Exception):
@@ -33,7 +53,7 @@ class ServedApp:
             access_log=False,
             log_config=None,  # the daemon's logging stays as it is
             log_level="warning",
-            http="h11",
+            http=_GuardedH11,
             ws="none",
             loop="asyncio",
             # Streams (the dashboard's live events) never end by themselves: a stop cancels them.

@@ -42,12 +42,16 @@ async function refreshCard(id) {
   const holder = document.createElement("div");
   holder.innerHTML = await answer.text();  // server-rendered, escaped by the template
   const fresh = holder.firstElementChild;
+  const cards = document.getElementById("cards");
+  const show = cards ? cards.dataset.show : "";
+  if (show && fresh.dataset.group !== show) {
+    // It has left the group this list shows (a track that went out, under "on the way").
+    if (old) old.remove();
+    return;
+  }
   if (old) {
     old.replaceWith(fresh);
   } else if (!document.body.dataset.trackPage) {
-    const cards = document.getElementById("cards");
-    const show = cards.dataset.show;
-    if (show && fresh.dataset.group !== show) return;
     const empty = document.getElementById("empty");
     if (empty) empty.remove();
     cards.prepend(fresh);
@@ -144,9 +148,12 @@ document.addEventListener("submit", (event) => {
   const form = event.target.closest("form.release-at");
   if (!form) return;
   event.preventDefault();
-  // The picker's value is a wall-clock time without a zone: the daemon reads it in the
-  // producer's time zone, as it reads `releaseosd release --at`.
-  const at = form.elements.at.value;
+  // The picker's value is a wall-clock time in the browser's zone (what its label says); it
+  // goes with that zone's offset, so a daemon in another zone (a service without the
+  // session's TZ, a laptop that travelled) releases at the minute the producer meant.
+  const picked = new Date(form.elements.at.value);
+  if (Number.isNaN(picked.getTime())) { flash("Pick a date and time first.", true); return; }
+  const at = picked.toISOString();
   post("/actions/release", { track: form.dataset.track, at })
     .then((said) => flash(said.message))
     .catch((error) => flash(error.message, true));
