@@ -14,7 +14,6 @@ from releaseosd.model import config, sidecar, store, yamlfile
 from releaseosd.model import track as track_module
 from releaseosd.pipeline import stability
 from releaseosd.rehearsal import sandbox
-from releaseosd.soundcloud import auth
 from releaseosd.web import served
 
 # click commands: registered by their @<group>.command decorators, called by click.
@@ -70,11 +69,6 @@ track_module.AudioStat.mtime_ns
 stability.FileIdentity.mtime_ns
 
 # http.server: handler methods and class settings looked up by name by the standard library.
-auth._Server6.address_family
-auth._Handler.server_version
-auth._Handler.do_GET
-auth._Handler.do_HEAD
-auth._Handler.log_message
 sandbox._Server.daemon_threads
 sandbox._Server.allow_reuse_address
 sandbox._Handler.protocol_version

@@ -18,12 +18,11 @@ import sys
 import threading
 import time
 import webbrowser
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 
@@ -117,104 +116,95 @@ class _Callback:
     error: SoundCloudError | None = None
 
 
-class _Server(HTTPServer):
-    callback: _Callback
+def _answer(callback: _Callback, path: str, params: Mapping[str, str]) -> tuple[int, str, str]:
+    """The page the browser gets back at the redirect URI (status, title, text)."""
+    if path != callback.path:
+        return 404, "Not found", "This is releaseosd's login helper; nothing here."
+    with callback.lock:
+        if callback.received.is_set():
+            return 410, "Already used", "This login link has been used; close this tab."
+        callback.received.set()
+    try:
+        return _handle(callback, params)
+    finally:
+        callback.done.set()
 
 
-class _Server6(_Server):
-    address_family = socket.AF_INET6
+def _handle(callback: _Callback, params: Mapping[str, str]) -> tuple[int, str, str]:
+    state = params.get("state")
+    if state is None or not secrets.compare_digest(state.encode(), callback.state.encode()):
+        callback.error = LoginFailed(
+            "the browser came back with a missing or wrong 'state', so the answer may not be "
+            f"from this login attempt; nothing was stored. {LOGIN_HINT.capitalize()} again"
+        )
+        return 400, "Login failed", "The login answer did not match; try again."
+    if params.get("error"):
+        detail = ": ".join(filter(None, (params.get("error"), params.get("error_description"))))
+        callback.error = LoginFailed(
+            f"SoundCloud did not authorise releaseosd ({detail}); {LOGIN_HINT} to try again"
+        )
+        return 400, "Login refused", f"SoundCloud said: {detail}"
+    code = params.get("code")
+    if not code:
+        callback.error = LoginFailed(
+            f"the browser came back without an authorization code; {LOGIN_HINT} again"
+        )
+        return 400, "Login failed", "No authorization code arrived; try again."
+    try:
+        callback.tokens = callback.finish(code)
+    except SoundCloudError as exc:
+        callback.error = exc
+        return 502, "Login failed", str(exc)
+    return 200, "Logged in", "Logged in — you can close this tab."
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    server_version = "releaseosd-login"
+def _page(status: int, title: str, text: str) -> Any:
+    from starlette.responses import HTMLResponse
 
-    def do_GET(self) -> None:
-        callback = self.server.callback
-        parts = urlsplit(self.path)
-        if parts.path != callback.path:
-            self._page(404, "Not found", "This is releaseosd's login helper; nothing here.")
-            return
-        with callback.lock:
-            if callback.received.is_set():
-                self._page(410, "Already used", "This login link has been used; close this tab.")
-                return
-            callback.received.set()
-        try:
-            self._handle(callback, parse_qs(parts.query))
-        finally:
-            callback.done.set()
-
-    def _handle(self, callback: _Callback, params: dict[str, list[str]]) -> None:
-        def one(name: str) -> str | None:
-            values = params.get(name)
-            return values[0] if values else None
-
-        state = one("state")
-        if state is None or not secrets.compare_digest(state.encode(), callback.state.encode()):
-            callback.error = LoginFailed(
-                "the browser came back with a missing or wrong 'state', so the answer may not be "
-                f"from this login attempt; nothing was stored. {LOGIN_HINT.capitalize()} again"
-            )
-            self._page(400, "Login failed", "The login answer did not match; try again.")
-            return
-        if one("error"):
-            detail = ": ".join(filter(None, (one("error"), one("error_description"))))
-            callback.error = LoginFailed(
-                f"SoundCloud did not authorise releaseosd ({detail}); {LOGIN_HINT} to try again"
-            )
-            self._page(400, "Login refused", f"SoundCloud said: {detail}")
-            return
-        code = one("code")
-        if not code:
-            callback.error = LoginFailed(
-                f"the browser came back without an authorization code; {LOGIN_HINT} again"
-            )
-            self._page(400, "Login failed", "No authorization code arrived; try again.")
-            return
-        try:
-            callback.tokens = callback.finish(code)
-        except SoundCloudError as exc:
-            callback.error = exc
-            self._page(502, "Login failed", str(exc))
-            return
-        self._page(200, "Logged in", "Logged in — you can close this tab.")
-
-    def do_HEAD(self) -> None:
-        self.send_response(404)
-        self.end_headers()
-
-    def _page(self, status: int, title: str, text: str) -> None:
-        body = (
-            "<!doctype html><html><head><meta charset='utf-8'>"
-            f"<title>releaseosd: {html.escape(title)}</title></head>"
-            f"<body><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p></body></html>"
-        ).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        # The default writes the request line — with the authorization code — to stderr.
-        log.debug("login callback answered %s", args[1] if len(args) > 1 else "")
+    body = (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>releaseosd: {html.escape(title)}</title></head>"
+        f"<body><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p></body></html>"
+    )
+    return HTMLResponse(body, status, headers={"Cache-Control": "no-store", "Connection": "close"})
 
 
-def _start_servers(config: SoundCloudConfig, callback: _Callback) -> list[_Server]:
+def _callback_app(callback: _Callback) -> Any:
+    """The redirect URI's one page, on the product's HTTP stack. The request line (with the
+    authorization code) is never logged: uvicorn's access log is off."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    def answer(request: Request) -> Response:
+        if request.method == "HEAD":
+            # A link previewer's HEAD must not use up the one-time callback.
+            return Response(status_code=404)
+        return _page(*_answer(callback, request.url.path, request.query_params))  # type: ignore[no-any-return]
+
+    return Starlette(routes=[Route("/{path:path}", answer, methods=["GET", "HEAD"])])
+
+
+def _start_servers(config: SoundCloudConfig, callback: _Callback) -> Any:
+    from releaseosd.web.served import ServedApp
+
     parts = urlsplit(config.redirect_uri)
     host, port = parts.hostname or "", parts.port
     if port is None:
         raise NotConfigured(f"soundcloud.redirect_uri {config.redirect_uri!r} must name a port")
-    servers: list[_Server] = []
+    sockets: list[socket.socket] = []
     try:
         for family, address, required in loopback_addresses(host):
-            cls = _Server6 if family == socket.AF_INET6 else _Server
+            sock = socket.socket(family, socket.SOCK_STREAM)
             try:
-                server = cls((address, port), _Handler)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind((address, port))
+                sock.listen(16)
             except OSError as exc:
+                sock.close()
                 if not required and exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
                     continue
                 if exc.errno == errno.EADDRINUSE:
@@ -226,20 +216,15 @@ def _start_servers(config: SoundCloudConfig, callback: _Callback) -> list[_Serve
                 raise LoginFailed(
                     f"cannot listen on {address} port {port} for the login answer: {exc.strerror}"
                 ) from None
-            server.callback = callback
-            servers.append(server)
+            sock.setblocking(False)
+            sockets.append(sock)
+        served = ServedApp(_callback_app(callback), sockets, "login-callback")
+        served.start()
     except BaseException:
-        for server in servers:
-            server.server_close()
+        for sock in sockets:
+            sock.close()
         raise
-    for server in servers:
-        threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="releaseosd-login-callback",
-            daemon=True,
-        ).start()
-    return servers
+    return served
 
 
 class BrowserLogin:
@@ -308,7 +293,7 @@ class BrowserLogin:
         path = urlsplit(config.redirect_uri).path or "/"
         self._callback = _Callback(path=path, state=state, finish=finish)
         try:
-            self._servers = _start_servers(config, self._callback)
+            self._served = _start_servers(config, self._callback)
         except BaseException:
             self._close_http()
             raise
@@ -327,10 +312,9 @@ class BrowserLogin:
                 self._cancelled = True
                 callback.received.set()
                 callback.done.set()
-        for server in self._servers:
-            server.shutdown()
-            server.server_close()
-        self._servers = []
+        if self._served is not None:
+            self._served.stop()
+            self._served = None
         self._close_http()
 
     def wait(self, timeout: float = DEFAULT_LOGIN_TIMEOUT) -> TokenSet:

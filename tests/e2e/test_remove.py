@@ -64,4 +64,8 @@ def test_remove_deletes_the_tracks_built_files_and_no_others(
     assert by_title(state)["Later"].state == State.REMOVED
     assert not dirs["Later"].exists()
     assert _built(state, "Kept") is not None
-    assert sorted(p.name for p in dirs["Kept"].iterdir()) == ["artwork.png", "preview.mp3", "waveform.json"]
+    assert sorted(p.name for p in dirs["Kept"].iterdir()) == [
+        "artwork.png",
+        "preview.mp3",
+        "waveform.json",
+    ]

@@ -58,7 +58,11 @@ def test_every_format_builds_a_preview_and_artwork(
     assert built.artwork_source == "waveform"
     with Image.open(built.artwork) as image:
         assert (image.format, image.size) == ("PNG", (800, 800))
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["artwork.png", "preview.mp3", "waveform.json"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "artwork.png",
+        "preview.mp3",
+        "waveform.json",
+    ]
 
 
 def test_default_config_makes_1400px_artwork_and_a_whole_short_track_preview(

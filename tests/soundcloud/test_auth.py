@@ -307,14 +307,13 @@ def test_localhost_listens_on_loopback_only(store: TokenStore, endpoint: TokenEn
     port = free_port()
     config = SoundCloudConfig(client_id="cid", redirect_uri=f"http://localhost:{port}/cb")
     callback = auth._Callback(path="/cb", state="s", finish=lambda code: TokenSet("a", None, 0))
-    servers = auth._start_servers(config, callback)
+    served = auth._start_servers(config, callback)
     try:
-        assert {s.server_address[0] for s in servers} <= {"127.0.0.1", "::1"}
-        assert "127.0.0.1" in {s.server_address[0] for s in servers}
+        addresses = {sock.getsockname()[0] for sock in served._sockets}
+        assert addresses <= {"127.0.0.1", "::1"}
+        assert "127.0.0.1" in addresses
     finally:
-        for server in servers:
-            server.shutdown()
-            server.server_close()
+        served.stop()
 
 
 def test_login_with_a_browser(
