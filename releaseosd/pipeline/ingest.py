@@ -39,6 +39,7 @@ from releaseosd.model.store import Store
 from releaseosd.model.track import (
     ARTWORK_STALE,
     AudioStat,
+    FolderStat,
     Retrying,
     Track,
     built_dir,
@@ -246,10 +247,11 @@ class Ingest:
                 if moved is not None:
                     self._sidecar_changed(moved, path, read)
                     return True
-                carried = self._moved_with_its_sidecar(path, read.digest)
+                carried = self._moved_with_its_folder(path, read.digest)
                 if carried is not None:
                     # Its folder moved and the export was saved again meanwhile: the record
-                    # follows, and the new audio is looked at as that track's re-export.
+                    # follows, and the new audio is looked at as that track's re-export (its
+                    # sidecar as an edit).
                     return self._audio_stable(path, recheck=True)
             try:
                 info = probe(path)
@@ -478,28 +480,43 @@ class Ingest:
                 return self.store.update(track.id, self._moved_to(path), note="moved")
         return None
 
-    def _moved_with_its_sidecar(self, path: Path, sidecar_digest: str | None) -> Track | None:
-        """A record whose export went away from a file of this name, and whose sidecar files
-        are here, unchanged: the folder moved, and the audio in it was saved again on the way
-        (so it is not the same file any more, and no inode says where it went)."""
-        if sidecar_digest is None:
-            return None
+    def _moved_with_its_folder(self, path: Path, sidecar_digest: str | None) -> Track | None:
+        """A record whose export went away from a file of this name, and which the folder here
+        held: the folder moved, and the audio in it was saved again on the way (so it is not
+        the same file any more, and no inode of the file says where it went).
+
+        The folder is known by its sidecar files, here unchanged, or by the directory itself: a
+        moved or renamed folder is the same directory, even when the sidecar or the folder's
+        release.yaml was edited or deleted while it moved (chaos seeds 1005, 1014, 1017)."""
+        folder = FolderStat.of(path.parent)
         for track in self.store.by_file_name(path.name):
             if (
-                track.sidecar_digest == sidecar_digest
-                and track.state != State.REMOVED
-                and not track.duplicate_of
-                and not Path(track.audio_path).exists()
+                track.state == State.REMOVED
+                or track.duplicate_of
+                or Path(track.audio_path).exists()
             ):
+                continue
+            if sidecar_digest is not None and track.sidecar_digest == sidecar_digest:
                 log.info("%s: moved with its sidecar from %s", path, track.audio_path)
-                return self.store.update(track.id, self._moved_to(path), note="moved")
+            elif (
+                folder is not None
+                and track.folder == folder
+                and Path(track.audio_path).parent != path.parent
+            ):
+                log.info("%s: moved with its folder from %s", path, track.audio_path)
+            else:
+                continue
+            return self.store.update(track.id, self._moved_to(path), note="moved")
         return None
 
     def _moved_to(self, path: Path) -> Callable[[Track], None]:
         root = str(self.config.root_for(path))
 
+        folder = FolderStat.of(path.parent)
+
         def move(track: Track) -> None:
             track.audio_path = str(path)
+            track.folder = folder
             track.watch_root = root  # its sidecar's artwork now stays inside the new folder
             if track.sidecar_path is not None:
                 track.sidecar_path = str(sidecar_for(path) or "") or None
@@ -632,6 +649,7 @@ class Ingest:
 
                 def same(t: Track) -> None:
                     t.audio_stat = stat
+                    t.folder = t.folder or FolderStat.of(path.parent)
                     t.audio_digest = t.audio_digest or audio_digest
                     t.local_change = None
 
@@ -678,6 +696,7 @@ class Ingest:
         reread_sidecar: bool = True,
     ) -> None:
         """BUILDING now; preview and artwork on the build pool (inline for `releaseosd upload`)."""
+        folder = FolderStat.of(path.parent)
 
         def building(t: Track) -> None:
             if t.state == State.FAILED:
@@ -687,6 +706,7 @@ class Ingest:
             t.waited_in = None
             # The file this build reads: a folder moved meanwhile is followed by it.
             t.audio_stat = stat
+            t.folder = folder
             t.probe = probe_dict(info)
             t.last_error = None
             t.duplicate_of = None
@@ -717,6 +737,7 @@ class Ingest:
     def _new_track(self, path: Path, **fields: Any) -> Track:
         return Track(
             audio_path=str(path),
+            folder=FolderStat.of(path.parent),
             title=path.stem,
             watch_root=str(self.config.root_for(path)),
             **fields,
