@@ -171,6 +171,27 @@ class Ingest:
         for other in {t.id: t for t in related if t.id != track.id}.values():
             self.builds.submit(self.recheck, Path(other.audio_path))
 
+    def on_folder_moved(self, src: Path, dest: Path) -> None:
+        """A folder renamed or moved inside the watch folders, seen at both ends: the records of
+        the exports in it follow them now, whatever changed in it meanwhile (a new mix saved, a
+        sidecar edited). Left to the gone report, a copy of a track elsewhere could take it over
+        before its export is found again, and the export would then be refused as a copy of its
+        own copy (chaos seed 1000)."""
+        src, dest = src.absolute(), dest.absolute()
+        with self._lock:
+            for track in self.store.under(src):
+                new = dest / Path(track.audio_path).relative_to(src)
+                stat = self._stat_now(new)
+                if stat is None:
+                    continue  # moved on again or deleted meanwhile: found as any export is
+                there = self.store.by_audio_path(new)
+                if there is not None and there.id != track.id:
+                    continue
+                if track.state == State.REMOVED and track.audio_stat != stat:
+                    continue  # another export where the removed one was: a new track
+                log.info("%s: moved with its folder from %s", new, track.audio_path)
+                self.store.update(track.id, self._moved_to(new), note="moved")
+
     # --- audio ---------------------------------------------------------------------------------
 
     def _sidecar_root(self, audio: Path) -> Path:

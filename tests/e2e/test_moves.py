@@ -358,3 +358,51 @@ def test_a_queued_track_moved_with_a_new_mix_and_no_sidecar_is_still_one_record(
     assert [t.id for t in read_tracks(state)] == [first.id], dump(state)
     assert done.audio_stat is not None and done.audio_stat.inode == new_mix.stat().st_ino
     assert len(sandbox.tracks()) == 1
+
+
+def test_a_moved_folder_keeps_its_track_and_its_refused_copy_stays_a_copy(
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
+) -> None:
+    """Chaos seed 1000: the original's folder was renamed while a refused copy lay elsewhere.
+    The old path was reported gone first, the copy took the track over ("whose file is gone;
+    it moved here"), and the original, found at its new place, was refused as a copy of its own
+    copy: `remove --remote` on it then said nothing of it was on SoundCloud and left the track
+    up. A folder renamed is followed by the records in it before anything is gone."""
+    config = write_config(tmp_path, sandbox.base_url)
+    exports, state = tmp_path / "exports", tmp_path / "state"
+    session = exports / "Session"
+    session.mkdir()
+    (session / "Kept.yaml").write_text("title: Kept\nsharing: public\n")
+    original = make_audio(session / "Kept.wav", freq=747)
+    with ThreadedDaemon(config, token_store):
+        first = wait_for(lambda: in_state(state, "Kept", State.RELEASED), what="released")
+        (exports / "Copy of Kept.yaml").write_text("title: Copy of Kept\nsharing: public\n")
+        (exports / "Copy of Kept.wav").write_bytes(original.read_bytes())
+        copy = wait_for(
+            lambda: next((t for t in read_tracks(state) if t.duplicate_of == first.id), None),
+            what="the copy refused",
+        )
+        for n in range(3):  # each rename is a race between the gone report and the new place
+            session = session.rename(exports / f"Session {n}")
+            wanted = str(session / "Kept.wav")
+            wait_for(
+                lambda: (
+                    (t := next(t for t in read_tracks(state) if t.id == first.id)).audio_path
+                    == wanted  # noqa: B023 (waited for within the iteration)
+                    and t
+                ),
+                what=f"the track following rename {n}",
+            )
+            assert (
+                eventually(
+                    lambda: next(
+                        (t for t in read_tracks(state) if t.id == copy.id and not t.duplicate_of),
+                        None,
+                    ),
+                    timeout=1,
+                )
+                is None
+            ), dump(state)
+        said = command(config, "remove", track=str(session / "Kept.wav"), remote=True)
+    assert "deleted on SoundCloud" in said, said
+    assert sandbox.tracks() == [], dump(state)
