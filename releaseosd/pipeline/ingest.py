@@ -556,6 +556,11 @@ class Ingest:
         if read.problems is not None:
             self._invalid_sidecar(path, track, read)
             return
+        if read.sidecar is None and track.duplicate_of:
+            # A refused copy stays one when its sidecar goes: it is the same audio as a track,
+            # and "waiting for its sidecar" would promise that one makes it a track of its own.
+            self.store.update(track.id, lambda t: setattr(t, "sidecar_digest", None))
+            return
         if read.sidecar is None:
             self._waiting_for_sidecar(path, track)
             return
