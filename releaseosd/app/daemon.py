@@ -230,6 +230,7 @@ class Daemon:
             config.stable_seconds,
             on_stable=ingest.on_stable,
             on_gone=ingest.on_gone,
+            on_folder_moved=ingest.on_folder_moved,
             ignore_dirs=[config.state_dir],
             reconcile_seconds=self.reconcile_seconds,
             first_scan_done=self.first_scan_done,

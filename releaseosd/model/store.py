@@ -1129,6 +1129,13 @@ class Store:
                 return self._tracks_of(self._indexes.get("folder", str(folder)))
             return self._tracks_of(self._indexes.get("named", (str(folder), stem)))
 
+    def under(self, folder: Path) -> list[Track]:
+        """Tracks whose audio lies in `folder` or any folder below it."""
+        prefix = os.path.join(str(folder), "")
+        with self._lock:
+            ids = [i for i, doc in self._docs.items() if str(doc["audio_path"]).startswith(prefix)]
+            return self._tracks_of(ids)
+
     def by_urn(self, urn: str) -> list[Track]:
         """The records that know this SoundCloud copy as theirs."""
         with self._lock:

@@ -51,6 +51,25 @@ class AudioStat(BaseModel):
         return cls(size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino, device=st.st_dev)
 
 
+class FolderStat(BaseModel):
+    """Which directory an export is in (device and inode): a folder moved or renamed is still
+    the same directory, so a record can follow it when nothing else about its export is left
+    the same (a new mix saved and the sidecar edited while the folder moved)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    inode: int
+    device: int
+
+    @classmethod
+    def of(cls, folder: Path) -> FolderStat | None:
+        try:
+            st = os.stat(folder)
+        except OSError:
+            return None
+        return cls(inode=st.st_ino, device=st.st_dev)
+
+
 class Retrying(BaseModel):
     """Counters of one step that meets failures, and when it is tried next."""
 
@@ -109,6 +128,8 @@ class Track(BaseModel):
     # samples) is one track, whatever the container bytes.
     audio_digest: str | None = None
     audio_stat: AudioStat | None = None
+    # The directory the export was in when it was last looked at (None on records from before).
+    folder: FolderStat | None = None
     sidecar_path: str | None = None
     # What the sidecar (over its folder's release.yaml) said, and a digest of those files' bytes:
     # only a change to them is an edit.

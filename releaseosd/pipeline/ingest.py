@@ -39,6 +39,7 @@ from releaseosd.model.store import Store
 from releaseosd.model.track import (
     ARTWORK_STALE,
     AudioStat,
+    FolderStat,
     Retrying,
     Track,
     built_dir,
@@ -170,6 +171,27 @@ class Ingest:
         for other in {t.id: t for t in related if t.id != track.id}.values():
             self.builds.submit(self.recheck, Path(other.audio_path))
 
+    def on_folder_moved(self, src: Path, dest: Path) -> None:
+        """A folder renamed or moved inside the watch folders, seen at both ends: the records of
+        the exports in it follow them now, whatever changed in it meanwhile (a new mix saved, a
+        sidecar edited). Left to the gone report, a copy of a track elsewhere could take it over
+        before its export is found again, and the export would then be refused as a copy of its
+        own copy (chaos seed 1000)."""
+        src, dest = src.absolute(), dest.absolute()
+        with self._lock:
+            for track in self.store.under(src):
+                new = dest / Path(track.audio_path).relative_to(src)
+                stat = self._stat_now(new)
+                if stat is None:
+                    continue  # moved on again or deleted meanwhile: found as any export is
+                there = self.store.by_audio_path(new)
+                if there is not None and there.id != track.id:
+                    continue
+                if track.state == State.REMOVED and track.audio_stat != stat:
+                    continue  # another export where the removed one was: a new track
+                log.info("%s: moved with its folder from %s", new, track.audio_path)
+                self.store.update(track.id, self._moved_to(new), note="moved")
+
     # --- audio ---------------------------------------------------------------------------------
 
     def _sidecar_root(self, audio: Path) -> Path:
@@ -246,10 +268,11 @@ class Ingest:
                 if moved is not None:
                     self._sidecar_changed(moved, path, read)
                     return True
-                carried = self._moved_with_its_sidecar(path, read.digest)
+                carried = self._moved_with_its_folder(path, read.digest)
                 if carried is not None:
                     # Its folder moved and the export was saved again meanwhile: the record
-                    # follows, and the new audio is looked at as that track's re-export.
+                    # follows, and the new audio is looked at as that track's re-export (its
+                    # sidecar as an edit).
                     return self._audio_stable(path, recheck=True)
             try:
                 info = probe(path)
@@ -478,28 +501,43 @@ class Ingest:
                 return self.store.update(track.id, self._moved_to(path), note="moved")
         return None
 
-    def _moved_with_its_sidecar(self, path: Path, sidecar_digest: str | None) -> Track | None:
-        """A record whose export went away from a file of this name, and whose sidecar files
-        are here, unchanged: the folder moved, and the audio in it was saved again on the way
-        (so it is not the same file any more, and no inode says where it went)."""
-        if sidecar_digest is None:
-            return None
+    def _moved_with_its_folder(self, path: Path, sidecar_digest: str | None) -> Track | None:
+        """A record whose export went away from a file of this name, and which the folder here
+        held: the folder moved, and the audio in it was saved again on the way (so it is not
+        the same file any more, and no inode of the file says where it went).
+
+        The folder is known by its sidecar files, here unchanged, or by the directory itself: a
+        moved or renamed folder is the same directory, even when the sidecar or the folder's
+        release.yaml was edited or deleted while it moved (chaos seeds 1005, 1014, 1017)."""
+        folder = FolderStat.of(path.parent)
         for track in self.store.by_file_name(path.name):
             if (
-                track.sidecar_digest == sidecar_digest
-                and track.state != State.REMOVED
-                and not track.duplicate_of
-                and not Path(track.audio_path).exists()
+                track.state == State.REMOVED
+                or track.duplicate_of
+                or Path(track.audio_path).exists()
             ):
+                continue
+            if sidecar_digest is not None and track.sidecar_digest == sidecar_digest:
                 log.info("%s: moved with its sidecar from %s", path, track.audio_path)
-                return self.store.update(track.id, self._moved_to(path), note="moved")
+            elif (
+                folder is not None
+                and track.folder == folder
+                and Path(track.audio_path).parent != path.parent
+            ):
+                log.info("%s: moved with its folder from %s", path, track.audio_path)
+            else:
+                continue
+            return self.store.update(track.id, self._moved_to(path), note="moved")
         return None
 
     def _moved_to(self, path: Path) -> Callable[[Track], None]:
         root = str(self.config.root_for(path))
 
+        folder = FolderStat.of(path.parent)
+
         def move(track: Track) -> None:
             track.audio_path = str(path)
+            track.folder = folder
             track.watch_root = root  # its sidecar's artwork now stays inside the new folder
             if track.sidecar_path is not None:
                 track.sidecar_path = str(sidecar_for(path) or "") or None
@@ -517,6 +555,11 @@ class Ingest:
             return
         if read.problems is not None:
             self._invalid_sidecar(path, track, read)
+            return
+        if read.sidecar is None and track.duplicate_of:
+            # A refused copy stays one when its sidecar goes: it is the same audio as a track,
+            # and "waiting for its sidecar" would promise that one makes it a track of its own.
+            self.store.update(track.id, lambda t: setattr(t, "sidecar_digest", None))
             return
         if read.sidecar is None:
             self._waiting_for_sidecar(path, track)
@@ -632,6 +675,7 @@ class Ingest:
 
                 def same(t: Track) -> None:
                     t.audio_stat = stat
+                    t.folder = t.folder or FolderStat.of(path.parent)
                     t.audio_digest = t.audio_digest or audio_digest
                     t.local_change = None
 
@@ -678,6 +722,7 @@ class Ingest:
         reread_sidecar: bool = True,
     ) -> None:
         """BUILDING now; preview and artwork on the build pool (inline for `releaseosd upload`)."""
+        folder = FolderStat.of(path.parent)
 
         def building(t: Track) -> None:
             if t.state == State.FAILED:
@@ -687,6 +732,7 @@ class Ingest:
             t.waited_in = None
             # The file this build reads: a folder moved meanwhile is followed by it.
             t.audio_stat = stat
+            t.folder = folder
             t.probe = probe_dict(info)
             t.last_error = None
             t.duplicate_of = None
@@ -717,6 +763,7 @@ class Ingest:
     def _new_track(self, path: Path, **fields: Any) -> Track:
         return Track(
             audio_path=str(path),
+            folder=FolderStat.of(path.parent),
             title=path.stem,
             watch_root=str(self.config.root_for(path)),
             **fields,

@@ -155,6 +155,7 @@ class _Inbox:
     paths: dict[Path, None] = field(default_factory=dict)
     gone_dirs: dict[Path, None] = field(default_factory=dict)
     new_dirs: dict[Path, None] = field(default_factory=dict)
+    moved_dirs: dict[tuple[Path, Path], None] = field(default_factory=dict)
     folders: list[WatchFolder] | None = None
     rescan: bool = False
     rescan_reason: str = ""
@@ -203,6 +204,7 @@ class _EventSink(FileSystemEventHandler):
             def add(box: _Inbox) -> None:
                 box.gone_dirs[src] = None
                 box.new_dirs[dest] = None
+                box.moved_dirs[(src, dest)] = None
 
             self._post(add)
         elif isinstance(event, DirDeletedEvent):
@@ -231,6 +233,8 @@ class ExportWatcher:
       again after another stable period, backing off (up to `retry_max_seconds`) while the file does
       not change, and normally again as soon as it changes. An exception counts as False.
     - `on_gone(path)` follows when a taken file is deleted or moved away.
+    - `on_folder_moved(src, dest)` is told of a folder renamed or moved inside the watch folders
+      when both ends were seen, before any of its files is reported gone or found again.
     - A taken file that changes (edited sidecar, re-export) is reported again once stable.
     - Everything present at `start()` is reported (after `stable_seconds`): the callbacks must be
       idempotent, the watcher keeps no memory across restarts.
@@ -242,6 +246,7 @@ class ExportWatcher:
         stable_seconds: float,
         on_stable: Callable[[Path], bool],
         on_gone: Callable[[Path], None],
+        on_folder_moved: Callable[[Path, Path], None] = lambda _src, _dest: None,
         ignore_dirs: Sequence[Path] = (),
         reconcile_seconds: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
@@ -256,6 +261,7 @@ class ExportWatcher:
             raise ValueError(f"reconcile_seconds must be > 0, got {reconcile_seconds}")
         self._on_stable = on_stable
         self._on_gone = on_gone
+        self._on_folder_moved = on_folder_moved
         self._clock = clock
         self._reconcile_seconds = reconcile_seconds
         self._tick_seconds = tick_seconds
@@ -393,6 +399,13 @@ class ExportWatcher:
     def _handle(self, box: _Inbox) -> None:
         if box.folders is not None:
             self._apply_folders(box.folders)
+        for src, dest in box.moved_dirs:
+            # Before the old paths are looked at: what they held is known where it is now, so
+            # nothing takes it for gone (a copy elsewhere would take its track over).
+            try:
+                self._on_folder_moved(src, dest)
+            except Exception:
+                logger.exception("Handling the move of %s to %s failed", src, dest)
         now = self._clock()
         with self._lock:
             for gone_dir in box.gone_dirs:

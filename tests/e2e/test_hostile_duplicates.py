@@ -135,3 +135,41 @@ def test_a_copy_of_a_re_export_whose_original_is_gone_does_not_take_over_the_upl
     assert original.audio_path == str(exports / "Tide.wav"), dump(state)
     assert copy.state == State.RELEASED and copy.title == "Tide Copy", dump(state)
     assert len(sandbox.tracks()) == 2
+
+
+def test_a_refused_copy_whose_sidecar_is_deleted_is_still_shown_as_a_copy(
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
+) -> None:
+    """Chaos seed 1015: the sidecar of a refused copy was deleted and the copy then said it
+    waited for its sidecar, as if one would make it a track of its own; it is the same audio as
+    a track, sidecar or not."""
+    config = write_config(tmp_path, sandbox.base_url)
+    exports, state = tmp_path / "exports", tmp_path / "state"
+    (exports / "Master.yaml").write_text("title: Master\nsharing: public\n")
+    master = make_audio(exports / "Master.wav", freq=748)
+    with ThreadedDaemon(config, token_store):
+        first = wait_for(
+            lambda: next((t for t in read_tracks(state) if t.state == State.RELEASED), None),
+            what="released",
+        )
+        (exports / "Copy.yaml").write_text("title: Copy\nsharing: public\n")
+        (exports / "Copy.wav").write_bytes(master.read_bytes())
+        copy = wait_for(
+            lambda: next((t for t in read_tracks(state) if t.duplicate_of == first.id), None),
+            what="the copy refused",
+        )
+        (exports / "Copy.yaml").unlink()
+        after = wait_for(
+            lambda: next(
+                (
+                    t
+                    for t in read_tracks(state)
+                    if t.id == copy.id and (t.sidecar_digest is None or t.state != State.INVALID)
+                ),
+                None,
+            ),
+            what="the deleted sidecar taken in",
+        )
+    assert after.state == State.INVALID and after.duplicate_of == first.id, dump(state)
+    assert "the same audio as 'Master'" in (after.last_error or ""), dump(state)
+    assert len(sandbox.tracks()) == 1

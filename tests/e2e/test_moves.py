@@ -281,3 +281,128 @@ def test_an_export_waiting_for_its_sidecar_moved_away_and_back_says_it_waits_for
             what="waiting for its sidecar again, where it is now",
         )
     assert back.state == State.PENDING and len(read_tracks(state)) == 1
+
+
+@pytest.mark.parametrize("also", ["its sidecar edited", "its release.yaml deleted"])
+def test_a_folder_moved_while_its_export_and_sidecar_changed_is_still_one_track(
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any, also: str
+) -> None:
+    """Chaos seeds 1005 and 1017: the folder moved, and before the daemon looked the DAW saved
+    a new mix and the sidecar (or the folder's release.yaml) changed too. No inode, and no
+    unchanged sidecar, led to the new place: the new mix went up as a second track. The folder
+    itself (the same directory, renamed) says whose export it is."""
+    config = write_config(tmp_path, sandbox.base_url)
+    exports, state = tmp_path / "exports", tmp_path / "state"
+    session = exports / "Session"
+    session.mkdir()
+    (session / "release.yaml").write_text("release: Session EP\n")
+    (session / "Followed.yaml").write_text("title: Followed\nsharing: public\n")
+    make_audio(session / "Followed.wav", freq=743)
+    with ThreadedDaemon(config, token_store):
+        first = wait_for(lambda: in_state(state, "Followed", State.RELEASED), what="released")
+    later = exports / "Archive" / "Later"
+    later.parent.mkdir()
+    session.rename(later)
+    make_audio(later / "Followed.wav", freq=744)  # a new file, a new inode
+    if also == "its sidecar edited":
+        (later / "Followed.yaml").write_text("title: Followed\nsharing: public\ngenre: Dub\n")
+    else:
+        (later / "release.yaml").unlink()
+    with ThreadedDaemon(config, token_store):
+        moved = wait_for(
+            lambda: (
+                (t := read_tracks(state)[0]).local_change
+                and t.audio_path == str(later / "Followed.wav")
+                and t
+            ),
+            what="the record following, the new mix reported",
+        )
+        assert eventually(lambda: len(read_tracks(state)) > 1, timeout=3) is None, dump(state)
+    assert moved.id == first.id
+    assert len(sandbox.tracks()) == 1
+
+
+def test_a_queued_track_moved_with_a_new_mix_and_no_sidecar_is_still_one_record(
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
+) -> None:
+    """Chaos seed 1014: a track not uploaded yet, its folder moved while the DAW saved a new
+    mix and the sidecar was deleted: the old record waited for its file for ever beside a
+    second record that went up."""
+    config = write_config(tmp_path, sandbox.base_url)
+    exports, state = tmp_path / "exports", tmp_path / "state"
+    session = exports / "Session"
+    session.mkdir()
+    (session / "Waiting.yaml").write_text("title: Waiting\nsharing: public\n")
+    make_audio(session / "Waiting.wav", freq=745)
+    pause_before_start(state)
+    with ThreadedDaemon(config, token_store):
+        first = wait_for(lambda: in_state(state, "Waiting", State.READY), what="queued")
+    session.rename(exports / "Moved")
+    new_mix = make_audio(exports / "Moved" / "Waiting.wav", freq=746)
+    (exports / "Moved" / "Waiting.yaml").unlink()
+    with ThreadedDaemon(config, token_store):
+        waits = wait_for(
+            lambda: (
+                (ts := read_tracks(state))
+                and "waiting for its sidecar" in (ts[0].last_error or "")
+                and ts[0].audio_path == str(exports / "Moved" / "Waiting.wav")
+                and ts[0]
+            ),
+            what="the record following, waiting for its sidecar",
+        )
+        assert eventually(lambda: len(read_tracks(state)) > 1, timeout=3) is None, dump(state)
+        (exports / "Moved" / "Waiting.yaml").write_text("title: Waiting\nsharing: public\n")
+        command(config, "resume")
+        done = wait_for(lambda: in_state(state, "Waiting", State.RELEASED), what="released")
+    assert waits.id == first.id == done.id
+    assert [t.id for t in read_tracks(state)] == [first.id], dump(state)
+    assert done.audio_stat is not None and done.audio_stat.inode == new_mix.stat().st_ino
+    assert len(sandbox.tracks()) == 1
+
+
+def test_a_moved_folder_keeps_its_track_and_its_refused_copy_stays_a_copy(
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
+) -> None:
+    """Chaos seed 1000: the original's folder was renamed while a refused copy lay elsewhere.
+    The old path was reported gone first, the copy took the track over ("whose file is gone;
+    it moved here"), and the original, found at its new place, was refused as a copy of its own
+    copy: `remove --remote` on it then said nothing of it was on SoundCloud and left the track
+    up. A folder renamed is followed by the records in it before anything is gone."""
+    config = write_config(tmp_path, sandbox.base_url)
+    exports, state = tmp_path / "exports", tmp_path / "state"
+    session = exports / "Session"
+    session.mkdir()
+    (session / "Kept.yaml").write_text("title: Kept\nsharing: public\n")
+    original = make_audio(session / "Kept.wav", freq=747)
+    with ThreadedDaemon(config, token_store):
+        first = wait_for(lambda: in_state(state, "Kept", State.RELEASED), what="released")
+        (exports / "Copy of Kept.yaml").write_text("title: Copy of Kept\nsharing: public\n")
+        (exports / "Copy of Kept.wav").write_bytes(original.read_bytes())
+        copy = wait_for(
+            lambda: next((t for t in read_tracks(state) if t.duplicate_of == first.id), None),
+            what="the copy refused",
+        )
+        for n in range(3):  # each rename is a race between the gone report and the new place
+            session = session.rename(exports / f"Session {n}")
+            wanted = str(session / "Kept.wav")
+            wait_for(
+                lambda: (
+                    (t := next(t for t in read_tracks(state) if t.id == first.id)).audio_path
+                    == wanted  # noqa: B023 (waited for within the iteration)
+                    and t
+                ),
+                what=f"the track following rename {n}",
+            )
+            assert (
+                eventually(
+                    lambda: next(
+                        (t for t in read_tracks(state) if t.id == copy.id and not t.duplicate_of),
+                        None,
+                    ),
+                    timeout=1,
+                )
+                is None
+            ), dump(state)
+        said = command(config, "remove", track=str(session / "Kept.wav"), remote=True)
+    assert "deleted on SoundCloud" in said, said
+    assert sandbox.tracks() == [], dump(state)
