@@ -37,8 +37,8 @@ cards.Card.can_retry
 cards.Card.retry_label
 cards.Card.can_release
 cards.Card.can_remove
-# uvicorn's serve loop reads it to stop.
-served.ServedApp._server.should_exit
+# uvicorn's Server.serve calls it.
+served._QuietServer.main_loop
 
 # pydantic: model_config is read by the metaclass; validators run through their decorators.
 config.StrictModel.model_config

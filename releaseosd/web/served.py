@@ -6,6 +6,7 @@ the checks that decide where the product listens stay in one place each."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import threading
@@ -43,6 +44,29 @@ class ServeFailed(Exception):
     """The server could not start on its sockets; the message says why."""
 
 
+class _QuietServer(uvicorn.Server):
+    """uvicorn's own loop wakes ten times a second to see whether it should stop; an idle
+    daemon (two servers) would spend most of its CPU there. This one sleeps until `stop`."""
+
+    _wake: asyncio.Event | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    async def main_loop(self) -> None:
+        await self.on_tick(0)  # the default headers, once (no Date header: it would go stale)
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        # Set after the event exists: a stop from now on wakes it, one before is seen here.
+        if not self.should_exit:
+            await self._wake.wait()
+
+    def stop(self) -> None:
+        self.should_exit = True
+        wake, loop = self._wake, self._loop
+        if wake is not None and loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has ended already
+                loop.call_soon_threadsafe(wake.set)
+
+
 class ServedApp:
     def __init__(self, app: ASGIApp, sockets: list[socket.socket], name: str) -> None:
         self.name = name
@@ -55,11 +79,12 @@ class ServedApp:
             log_level="warning",
             http=_GuardedH11,
             ws="none",
+            date_header=False,
             loop="asyncio",
             # Streams (the dashboard's live events) never end by themselves: a stop cancels them.
             timeout_graceful_shutdown=1,
         )
-        self._server = uvicorn.Server(config)
+        self._server = _QuietServer(config)
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._error: BaseException | None = None
 
@@ -80,7 +105,7 @@ class ServedApp:
             time.sleep(0.01)
 
     def stop(self, timeout: float = 3.0) -> None:
-        self._server.should_exit = True
+        self._server.stop()
         if self._thread.is_alive():
             self._thread.join(timeout)
         for sock in self._sockets:
