@@ -267,6 +267,16 @@ class Daemon:
             login_watch = LoginWatch(store, self._login_outlook, events)
             scheduler.every("login-watch", self.login_check_seconds, login_watch.check)
             watcher.start()
+
+            def after_first_scan() -> None:
+                # Its own thread: the build pool's two workers are busy with the scan's files.
+                if self.first_scan_done.wait(STOP_WITHIN_SECONDS * 60) and not self._stop.is_set():
+                    try:
+                        ingest.missing_after_scan()
+                    except Exception:
+                        log.exception("checking for exports gone while the daemon was down")
+
+            threading.Thread(target=after_first_scan, name="after-first-scan", daemon=True).start()
             control.start()
             if dashboard is not None:
                 self._start_dashboard(dashboard)

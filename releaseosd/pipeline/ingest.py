@@ -110,6 +110,15 @@ class Ingest:
         for track in self.store.in_states(State.BUILDING):
             self.store.transition(track.id, State.PENDING, note="build interrupted; rebuilding")
 
+    def missing_after_scan(self) -> None:
+        """Once the first scan is done: a track not yet uploaded whose export vanished while the
+        daemon was down (a kill, then the file deleted) gets no deletion event and would wait
+        for ever without a reason. It is told gone now, as if the watcher had seen it go."""
+        for track in self.store.in_states(State.PENDING, State.INVALID, State.READY):
+            path = Path(track.audio_path)
+            if track.last_error != gone_message(track) and self._stat_now(path) is None:
+                self.on_gone(path)
+
     # --- watcher callbacks ---------------------------------------------------------------------
 
     def on_stable(self, path: Path) -> bool:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from daemon_harness import (
     CLIENT_ID,
@@ -120,3 +121,33 @@ def test_sigterm_stops_quickly_and_a_second_daemon_is_refused(tmp_path: Path) ->
         assert time.monotonic() - started < 10
     finally:
         sandbox.stop()
+
+
+def test_an_export_deleted_while_the_daemon_is_down_is_said_gone(
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
+) -> None:
+    """Chaos seed 1008: killed right after a drop, the export deleted before the next start.
+    No deletion event ever comes; the track must not wait for ever without a reason."""
+    from daemon_harness import ThreadedDaemon, by_title, pause_before_start, wait_for, write_config
+
+    from releaseosd.model.track import gone_message
+
+    config = write_config(tmp_path, sandbox.base_url)
+    exports, state = tmp_path / "exports", tmp_path / "state"
+    pause_before_start(state)  # it stays local: queued, never uploaded
+    (exports / "Vanishing.yaml").write_text("title: Vanishing\nsharing: public\n")
+    make_audio(exports / "Vanishing.wav", freq=612)
+    with ThreadedDaemon(config, token_store):
+        wait_for(
+            lambda: (t := by_title(state).get("Vanishing")) and t.state == State.READY,
+            what="Vanishing queued",
+        )
+    (exports / "Vanishing.wav").unlink()
+    with ThreadedDaemon(config, token_store):
+        track = wait_for(
+            lambda: (t := by_title(state).get("Vanishing")) and t.last_error and t,
+            what="Vanishing said gone",
+        )
+    assert track.state == State.PENDING
+    assert track.last_error == gone_message(track)
+    assert sandbox.tracks() == []
