@@ -104,3 +104,12 @@ def token_store(tmp_path: Path, sandbox: TestSandbox) -> Any:
     store = file_token_store(keyring_file(tmp_path))
     log_in(store, sandbox)
     return store
+
+
+@pytest.fixture
+def runtime_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private $XDG_RUNTIME_DIR, where the CLI finds the in-process daemon's control socket."""
+    run = tmp_path / "run"
+    run.mkdir(mode=0o700, exist_ok=True)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(run))
+    return run

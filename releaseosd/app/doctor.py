@@ -342,12 +342,10 @@ def _size(count: int) -> str:
 
 def check_dashboard(config: Config) -> Check:
     """Whether the dashboard is set up to listen safely, and answers where it says it does."""
-    import json
-
     import httpx
 
     from releaseosd.dashboard.listen import non_loopback
-    from releaseosd.dashboard.server import address_path
+    from releaseosd.dashboard.server import DashboardNotRunning, running_url
 
     settings = config.dashboard
     if not settings.enabled:
@@ -362,8 +360,8 @@ def check_dashboard(config: Config) -> Check:
             blocks_uploads=False,
         )
     try:
-        url = str(json.loads(address_path(config.state_dir).read_text())["url"])
-    except (OSError, ValueError, KeyError, TypeError):
+        url = running_url(config.state_dir)
+    except DashboardNotRunning:
         return Check(
             "dashboard",
             False,

@@ -8,6 +8,7 @@ import logging
 import socket
 
 from releaseosd.model.config import DashboardConfig
+from releaseosd.web.served import tcp_listener
 
 log = logging.getLogger("releaseosd.dashboard.listen")
 
@@ -16,7 +17,7 @@ class BindRefused(Exception):
     """The dashboard cannot listen where the config says; the message says what to change."""
 
 
-def _is_loopback(address: str) -> bool:
+def is_loopback(address: str) -> bool:
     try:
         return ipaddress.ip_address(address).is_loopback
     except ValueError:
@@ -24,7 +25,7 @@ def _is_loopback(address: str) -> bool:
 
 
 def non_loopback(config: DashboardConfig) -> list[str]:
-    return [a for a in config.bind if not _is_loopback(a)]
+    return [a for a in config.bind if not is_loopback(a)]
 
 
 def bind(config: DashboardConfig, port: int | None = None) -> list[socket.socket]:
@@ -48,19 +49,11 @@ def bind(config: DashboardConfig, port: int | None = None) -> list[socket.socket
     sockets: list[socket.socket] = []
     try:
         for address in config.bind:
-            family = socket.AF_INET6 if ":" in address else socket.AF_INET
-            sock = socket.socket(family, socket.SOCK_STREAM)
             try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if family == socket.AF_INET6:
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                sock.bind((address, chosen))
-                sock.listen(128)
+                sock = tcp_listener(address, chosen)
             except OverflowError:
-                sock.close()
                 raise BindRefused(f"dashboard port {chosen} is not a port (0 to 65535)") from None
             except OSError as exc:
-                sock.close()
                 missing = exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT)
                 if missing and len(config.bind) > 1:
                     log.debug("dashboard: %s is not available here (%s)", address, exc.strerror)
@@ -73,7 +66,6 @@ def bind(config: DashboardConfig, port: int | None = None) -> list[socket.socket
                 raise BindRefused(
                     f"cannot listen on {address} port {chosen}: {exc.strerror}"
                 ) from None
-            sock.setblocking(False)
             sockets.append(sock)
             chosen = sock.getsockname()[1]
     except BaseException:

@@ -5,23 +5,21 @@ from __future__ import annotations
 
 import contextlib
 import html
-import ipaddress
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from releaseosd.dashboard.access import Access, load_or_create_secret, read_secret
 from releaseosd.dashboard.account import Account
-from releaseosd.dashboard.listen import bind, non_loopback
+from releaseosd.dashboard.listen import bind, is_loopback, non_loopback
 from releaseosd.dashboard.live import LiveFeed
 from releaseosd.dashboard.pages import Act, Site, dashboard_app
 from releaseosd.model.config import DashboardConfig, SoundCloudConfig
 from releaseosd.model.events import Event, EventBus, NeedsLogin
-from releaseosd.model.store import Store
+from releaseosd.model.store import Store, replace_file
 from releaseosd.soundcloud.tokens import TokenStore
 from releaseosd.web.served import ServedApp
 
@@ -38,9 +36,10 @@ def address_path(state_dir: Path) -> Path:
     return state_dir / ADDRESS_FILE
 
 
-def login_url(state_dir: Path) -> str:
-    """The address `releaseosd ui` opens: the running dashboard's, with the one-time token
-    that trades for the session cookie. DashboardNotRunning when no dashboard was started."""
+def running_url(state_dir: Path) -> str:
+    """The running dashboard's address, from the file it wrote at start. DashboardNotRunning
+    when there is none, or when the file names no loopback address of a live process (a daemon
+    killed, a file planted there): nothing is ever sent to such an address."""
     try:
         info = json.loads(address_path(state_dir).read_text())
         url = str(info["url"])
@@ -51,23 +50,18 @@ def login_url(state_dir: Path) -> str:
             "no dashboard is running for this state dir: start the daemon ('releaseosd run', or "
             "'releaseosd service install'), with dashboard.enabled: true in the config"
         ) from None
-    # The secret goes only to a loopback address of a process that is alive: a stale file (a
-    # daemon killed) or one planted there never receives it.
-    if not _is_loopback_name(host) or not _alive(pid):
+    if not (host == "localhost" or is_loopback(host)) or not _alive(pid):
         raise DashboardNotRunning(
             f"{address_path(state_dir)} names {url} (pid {pid}), which is not a running "
             "dashboard on this machine; restart the daemon"
         )
-    return signed_in(url, read_secret(state_dir))
+    return url
 
 
-def _is_loopback_name(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def login_url(state_dir: Path) -> str:
+    """The address `releaseosd ui` opens: the running dashboard's, with the one-time token
+    that trades for the session cookie."""
+    return signed_in(running_url(state_dir), read_secret(state_dir))
 
 
 def _alive(pid: int) -> bool:
@@ -95,18 +89,12 @@ def opener_page(state_dir: Path) -> Path:
     secret never goes there (Jupyter does the same)."""
     target = login_url(state_dir)
     path = state_dir / OPENER_FILE
-    fd, tmp = tempfile.mkstemp(dir=state_dir, prefix=".dashboard-open.", suffix=".part")
-    try:
-        with os.fdopen(fd, "w") as out:
-            out.write(
-                "<!doctype html><meta charset='utf-8'><title>releaseosd</title>"
-                f"<meta http-equiv='refresh' content='0;url={html.escape(target)}'>"
-                f"<p><a href='{html.escape(target)}'>Open the releaseosd dashboard</a></p>"
-            )
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    page = (
+        "<!doctype html><meta charset='utf-8'><title>releaseosd</title>"
+        f"<meta http-equiv='refresh' content='0;url={html.escape(target)}'>"
+        f"<p><a href='{html.escape(target)}'>Open the releaseosd dashboard</a></p>"
+    )
+    replace_file(path, page.encode())
     return path
 
 
@@ -166,15 +154,8 @@ class Dashboard:
         log.info("dashboard at %s (open it with 'releaseosd ui')", self.url)
 
     def _write_address(self) -> None:
-        target = address_path(self._state_dir)
-        fd, tmp = tempfile.mkstemp(dir=self._state_dir, prefix=".dashboard.", suffix=".part")
-        try:
-            with os.fdopen(fd, "w") as out:
-                json.dump({"url": self.url, "pid": os.getpid()}, out)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        info = json.dumps({"url": self.url, "pid": os.getpid()})
+        replace_file(address_path(self._state_dir), info.encode())
 
     def stop(self) -> None:
         if self._unsubscribe is not None:

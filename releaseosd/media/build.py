@@ -19,6 +19,7 @@ from releaseosd.media.waveform import scan
 from releaseosd.model.config import Config
 from releaseosd.model.metadata import effective
 from releaseosd.model.sidecar import Sidecar
+from releaseosd.model.store import replace_file
 
 PREVIEW_NAME = "preview.mp3"
 ARTWORK_STEM = "artwork"
@@ -83,14 +84,7 @@ def preview_start(
 
 
 def _write_peaks(peaks: tuple[float, ...], out: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump([round(p, 3) for p in peaks], f)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    replace_file(out, json.dumps([round(p, 3) for p in peaks]).encode())
 
 
 def read_peaks(built: Path) -> list[float] | None:

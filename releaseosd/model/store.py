@@ -102,7 +102,7 @@ def _fsync_folder(folder: Path) -> None:
         os.close(dir_fd)
 
 
-def _replace_file(path: Path, data: bytes) -> None:
+def replace_file(path: Path, data: bytes) -> None:
     """`path` now holds `data`, or (after a crash) what it held before: never a mix."""
     folder = path.parent
     fd, tmp = tempfile.mkstemp(prefix=".store-", suffix=".tmp", dir=folder)
@@ -173,7 +173,7 @@ class AtomicJSONStorage(Storage):
         # Until the new file is safely in place, memory must not claim more than the disk has.
         self._cached = None
         text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
-        _replace_file(self.path, text.encode("utf-8"))
+        replace_file(self.path, text.encode("utf-8"))
         if self._cache_enabled:
             self._cached = data
 
@@ -363,7 +363,7 @@ class Journal:
     def replace(self, objects: Iterable[Mapping[str, Any]]) -> None:
         """The journal rewritten to hold exactly these lines (atomically)."""
         lines = [_line(o) for o in objects]
-        _replace_file(self.path, b"".join(lines))
+        replace_file(self.path, b"".join(lines))
         self.close()
         self.lines = len(lines)
 

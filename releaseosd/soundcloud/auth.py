@@ -187,7 +187,7 @@ def _callback_app(callback: _Callback) -> Any:
 
 
 def _start_servers(config: SoundCloudConfig, callback: _Callback) -> Any:
-    from releaseosd.web.served import ServedApp
+    from releaseosd.web.served import ServedApp, tcp_listener
 
     parts = urlsplit(config.redirect_uri)
     host, port = parts.hostname or "", parts.port
@@ -195,16 +195,10 @@ def _start_servers(config: SoundCloudConfig, callback: _Callback) -> Any:
         raise NotConfigured(f"soundcloud.redirect_uri {config.redirect_uri!r} must name a port")
     sockets: list[socket.socket] = []
     try:
-        for family, address, required in loopback_addresses(host):
-            sock = socket.socket(family, socket.SOCK_STREAM)
+        for _family, address, required in loopback_addresses(host):
             try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if family == socket.AF_INET6:
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                sock.bind((address, port))
-                sock.listen(16)
+                sock = tcp_listener(address, port, backlog=16)
             except OSError as exc:
-                sock.close()
                 if not required and exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
                     continue
                 if exc.errno == errno.EADDRINUSE:
@@ -216,7 +210,6 @@ def _start_servers(config: SoundCloudConfig, callback: _Callback) -> Any:
                 raise LoginFailed(
                     f"cannot listen on {address} port {port} for the login answer: {exc.strerror}"
                 ) from None
-            sock.setblocking(False)
             sockets.append(sock)
         served = ServedApp(_callback_app(callback), sockets, "login-callback")
         served.start()

@@ -26,6 +26,25 @@ MAX_CONNECTIONS = 64
 REQUEST_WITHIN_SECONDS = 10.0
 
 
+def tcp_listener(address: str, port: int, backlog: int = 128) -> socket.socket:
+    """A listening socket on one address (an IPv6 one for IPv6 only), ready for ServedApp:
+    what the dashboard and the login callback bind. Raises what socket raises (OSError,
+    OverflowError for a port past 65535), the socket closed."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((address, port))
+        sock.listen(backlog)
+    except BaseException:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
 class _GuardedH11(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)

@@ -1,4 +1,4 @@
-"""Fixtures for end-to-end daemon tests (sandbox and token_store are in tests/conftest.py)."""
+"""Fixtures for end-to-end daemon tests (sandbox, token_store and runtime_dir are in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -30,12 +30,3 @@ def notification_bus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     finally:
         server.stop()
         bus.stop()
-
-
-@pytest.fixture
-def runtime_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private $XDG_RUNTIME_DIR, where the CLI finds the in-process daemon's control socket."""
-    run = tmp_path / "run"
-    run.mkdir(mode=0o700, exist_ok=True)
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(run))
-    return run

@@ -633,7 +633,7 @@ def test_a_migration_cut_short_loses_nothing_and_runs_again(
     # Left by an earlier attempt that crashed: must be replaced, not added to.
     (tmp_path / ARCHIVE_FILE).write_text('{"id":"leftover","rev":5,"state":"released"}\n')
     original = (tmp_path / STORE_FILE).read_bytes()
-    real = store_module._replace_file
+    real = store_module.replace_file
     calls: list[Path] = []
 
     def failing(path: Path, data: bytes) -> None:
@@ -642,12 +642,12 @@ def test_a_migration_cut_short_loses_nothing_and_runs_again(
             raise OSError(28, "No space left on device")
         real(path, data)
 
-    monkeypatch.setattr(store_module, "_replace_file", failing)
+    monkeypatch.setattr(store_module, "replace_file", failing)
     with pytest.raises(OSError, match="No space"):
         Store.open(tmp_path)
     assert (tmp_path / STORE_FILE).read_bytes() == original
     check_migrated_v2(read_tracks(tmp_path))
-    monkeypatch.setattr(store_module, "_replace_file", real)
+    monkeypatch.setattr(store_module, "replace_file", real)
     store = Store.open(tmp_path)
     check_migrated_v2(store.all())
     assert store.flag("paused") is True
