@@ -239,9 +239,20 @@ class Commands:
                 f"could not make sure {describe(track)} is gone from SoundCloud ({exc}); nothing "
                 "was removed. Try again when SoundCloud can be reached."
             ) from None
+        owners = [
+            other
+            for urn in copies
+            if urn not in strays
+            for other in self.store.by_urn(urn)
+            if other.id != track.id
+        ]
+        kept = "".join(
+            f"; the same audio stays on SoundCloud as {describe(other)}, a track of its own"
+            for other in {o.id: o for o in owners}.values()
+        )
         if not deleted:
-            return " (nothing of it was on SoundCloud)"
-        return f" and deleted on SoundCloud ({', '.join(deleted)})"
+            return f" (nothing of it was on SoundCloud){kept}"
+        return f" and deleted on SoundCloud ({', '.join(deleted)}){kept}"
 
     def pause(self) -> str:
         self.store.set_flag("paused", True)

@@ -318,5 +318,8 @@ def test_remove_remote_of_a_refused_copy_leaves_the_original_on_soundcloud(
         )
         said = command(config, "remove", track=copy.id, remote=True)
         assert "removed" in said, said
+        # The producer is told where the audio still is, and that it is another track's.
+        assert f"stays on SoundCloud as 'Keeper' (id {original.id}" in said, said
+        assert str(original.soundcloud.permalink_url) in said, said
     assert [t["urn"] for t in sandbox.tracks()] == [original.soundcloud.urn]
     assert [r for r in sandbox.requests if r.method == "DELETE"] == []
