@@ -5,8 +5,7 @@ One server answers the API paths (/me, /tracks, /playlists, /sign-out) and the a
 It behaves the way SoundCloud's spec and its users' bug reports say SoundCloud behaves: OAuth 2.1
 with PKCE (S256) and single-use refresh tokens, `Authorization: OAuth <token>` only, uploads as
 multipart/form-data checked field by field against `TrackDataRequest`, and SoundCloud-shaped
-errors. Uploads stream to disk in 1 MiB reads, so the sandbox is never the bottleneck of an
-upload benchmark.
+errors. Uploads stream to disk as they arrive (wire.py).
 
 The accepted field names and enum values are embedded below (the product never reads the spec at
 run time); tests/soundcloud/test_sandbox.py checks them against the spec itself.
@@ -19,7 +18,6 @@ API for a sandbox in another process live there, on the seams marked below.
 from __future__ import annotations
 
 import base64
-import contextlib
 import difflib
 import hashlib
 import json
@@ -31,31 +29,31 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
-from email.message import Message
-from email.parser import Parser
-from email.policy import compat32
-from email.utils import collapse_rfc2231_value
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from io import BufferedIOBase
 from pathlib import Path
-from typing import IO, Any, Literal, TextIO
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from typing import Any, Literal, TextIO
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from starlette.routing import Route, Router
+
+from releaseosd.rehearsal.wire import Answer as _Response
+from releaseosd.rehearsal.wire import BodyRefused, Endpoint
+from releaseosd.rehearsal.wire import ClientGone as _ClientGone
+from releaseosd.rehearsal.wire import Dropped as _Dropped
+from releaseosd.rehearsal.wire import MultipartSink as _MultipartSink
+from releaseosd.rehearsal.wire import Request as _Request
+from releaseosd.rehearsal.wire import Upload as _Upload
+from releaseosd.web.served import ServedApp, ServeFailed, tcp_listener
 
 log = logging.getLogger(__name__)
 
-CHUNK = 1 << 20
-MAX_SMALL_BODY = 1 << 20
-MAX_FIELD_BYTES = 64 << 10
-MAX_PART_HEADER_BYTES = 16 << 10
 MAX_ASSET_BYTES = 4 << 30  # the upload guide's limit
 MAX_FILENAME_CHARS = 255
 CODE_TTL_SECONDS = 600.0
@@ -293,15 +291,7 @@ def _write_atomically(path: Path, text: str) -> None:
         os.close(fd)
 
 
-# --- HTTP plumbing ---------------------------------------------------------------------------
-
-
-@dataclass
-class _Response:
-    status: int
-    body: bytes = b""
-    content_type: str | None = None
-    headers: list[tuple[str, str]] = field(default_factory=list)
+# --- HTTP plumbing (how requests arrive and answers leave: wire.py) --------------------------
 
 
 def _json_response(status: int, obj: Any, headers: Sequence[tuple[str, str]] = ()) -> _Response:
@@ -352,378 +342,23 @@ class _HttpError(Exception):
         return cls(_json_response(status, body, [("Cache-Control", "no-store")]))
 
 
-class _Dropped(Exception):
-    """Cut this connection without an answer. The product's sandbox never does; a subclass's
-    seams raise it to play a connection lost mid-request (tests/sandbox_tools)."""
-
-
-class _ClientGone(Exception):
-    """The client closed the connection before sending the whole body."""
-
-
-class _Body:
-    """A request body read in large pieces, from Content-Length or chunked framing."""
-
-    def __init__(self, rfile: BufferedIOBase, headers: Message) -> None:
-        self._rfile = rfile
-        self.read_bytes = 0
-        self.done = False
-        self.broken = False
-        self.chunked = "chunked" in headers.get("Transfer-Encoding", "").lower()
-        self._remaining = 0
-        if not self.chunked:
-            raw = headers.get("Content-Length")
-            if raw is None:
-                self.done = True
-                return
-            if not raw.strip().isdigit():
-                self.broken = True
-                raise _HttpError.api(400, f"Content-Length {raw!r} is not a number")
-            self._remaining = int(raw)
-            self.done = self._remaining == 0
-
-    def chunks(self) -> Iterator[bytes]:
-        """The body in pieces of up to CHUNK bytes."""
-        source = self._chunked() if self.chunked else self._sized()
-        for data in source:
-            self.read_bytes += len(data)
-            yield data
-        self.done = True
-
-    def _sized(self) -> Iterator[bytes]:
-        while self._remaining > 0:
-            data = self._rfile.read(min(CHUNK, self._remaining))
-            if not data:
-                self.broken = True
-                raise _ClientGone
-            self._remaining -= len(data)
-            yield data
-
-    def _chunked(self) -> Iterator[bytes]:
-        while True:
-            line = self._rfile.readline(1024)
-            if not line.endswith(b"\n"):
-                self.broken = True
-                raise _ClientGone
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                self.broken = True
-                raise _HttpError.api(400, "malformed chunked transfer encoding") from None
-            if size == 0:
-                while self._rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                    pass
-                return
-            while size > 0:
-                data = self._rfile.read(min(CHUNK, size))
-                if not data:
-                    self.broken = True
-                    raise _ClientGone
-                size -= len(data)
-                yield data
-            self._rfile.readline(3)
-
-    def read_all(self, limit: int = MAX_SMALL_BODY) -> bytes:
-        parts: list[bytes] = []
-        size = 0
-        for data in self.chunks():
-            size += len(data)
-            if size > limit:
-                raise _HttpError.api(413, f"request body larger than {limit} bytes")
-            parts.append(data)
-        return b"".join(parts)
-
-    def drain(self) -> None:
-        if not self.done and not self.broken:
-            for _ in self.chunks():
-                pass
-
-
-@dataclass
-class _Upload:
-    """A file part, spooled to disk while it arrives."""
-
-    field: str
-    filename: str
-    content_type: str | None
-    path: Path
-    size: int = 0
-
-
-class _MultipartSink:
-    """Reads a multipart/form-data body (RFC 7578) as it arrives: file parts go straight to files
-    in `spool_dir` (writes of memoryview slices, no copies), small fields are kept in memory.
-
-    The delimiter is found with bytes.find in each arriving piece, plus the few bytes held back in
-    case one straddles two pieces; each part's header block is read by the standard library's
-    email parser (quoted strings, escapes, RFC 2231). Its parser of whole messages is not used
-    for the body: it keeps every part in memory and splits it into lines, 11 MiB/s at five times
-    the body's size in memory, where an upload may be 4 GiB.
-    """
-
-    def __init__(self, boundary: bytes, spool_dir: Path) -> None:
-        self.fields: list[tuple[str, str]] = []
-        self.files: list[_Upload] = []
-        self.problems: list[str] = []
-        self._spool_dir = spool_dir
-        self._delimiter = b"\r\n--" + boundary
-        # What the last piece ended with that cannot be read yet: in a part, only bytes that may
-        # begin a delimiter. The first delimiter may open the body without the CRLF before it.
-        self._pending = b"\r\n"
-        self._state: Literal["preamble", "delimiter", "headers", "data", "end"] = "preamble"
-        self._out: IO[bytes] | None = None
-        self._upload: _Upload | None = None
-        self._name = ""
-        self._value = bytearray()
-        self._skip = False
-
-    def write(self, data: bytes) -> None:
-        # Mostly nothing is pending and a 1 MiB read is parsed (and written out) uncopied.
-        buf = self._pending + data if self._pending else data
-        pos = 0
-        while self._state != "end":
-            if self._state in ("preamble", "data"):
-                at = buf.find(self._delimiter, pos)
-                until = at if at >= 0 else self._delimiter_may_start(buf, pos)
-                if self._state == "data":
-                    self._part_data(buf, pos, until)
-                pos = until
-                if at < 0:
-                    break
-                if self._state == "data":
-                    self._part_end()
-                pos += len(self._delimiter)
-                self._state = "delimiter"
-            elif self._state == "delimiter":
-                if len(buf) - pos < 2:
-                    break
-                if buf.startswith(b"--", pos):
-                    self._state = "end"  # the close delimiter; what follows is an epilogue
-                    break
-                # Transport padding (spaces, tabs) may sit between a delimiter and its CRLF.
-                eol = buf.find(b"\r\n", pos)
-                if eol < 0:
-                    if buf[pos:].strip(b" \t\r") or len(buf) - pos > 1024:
-                        raise _malformed("a boundary delimiter is not followed by CRLF")
-                    break
-                if buf[pos:eol].strip(b" \t"):
-                    raise _malformed("a boundary delimiter is not followed by CRLF")
-                pos = eol + 2
-                self._state = "headers"
-            else:
-                if buf.startswith(b"\r\n", pos):
-                    block, start = b"", pos + 2
-                else:
-                    end = buf.find(b"\r\n\r\n", pos)
-                    if (end if end >= 0 else len(buf)) - pos > MAX_PART_HEADER_BYTES:
-                        raise _malformed(f"part headers longer than {MAX_PART_HEADER_BYTES} bytes")
-                    if end < 0:
-                        break
-                    block, start = buf[pos:end], end + 4
-                self._part_begin(block)
-                pos = start
-                self._state = "data"
-        self._pending = buf[pos:] if self._state != "end" else b""
-
-    def _delimiter_may_start(self, buf: bytes, pos: int) -> int:
-        """Where the bytes begin that the next piece may complete into a delimiter (which
-        starts with CR), or len(buf)."""
-        at = buf.find(b"\r", max(pos, len(buf) - len(self._delimiter) + 1))
-        while at >= 0 and not self._delimiter.startswith(buf[at:]):
-            at = buf.find(b"\r", at + 1)
-        return at if at >= 0 else len(buf)
-
-    def finish(self) -> None:
-        if self._state != "end":
-            raise _HttpError.api(400, "multipart body ended before its closing boundary")
-
-    def discard(self) -> None:
-        if self._out is not None:
-            self._out.close()
-            self._out = None
-        for upload in self.files:
-            upload.path.unlink(missing_ok=True)
-
-    def _part_begin(self, block: bytes) -> None:
-        self._name = ""
-        self._value = bytearray()
-        self._skip = False
-        headers = Message()
-        if block:
-            headers = Parser(policy=compat32).parsestr(
-                block.decode("latin-1") + "\r\n\r\n", headersonly=True
-            )
-            if headers.defects or headers.get_payload():
-                raise _malformed("a part's header block holds a line that is not a header")
-        name = _header_param(headers, "content-disposition", "name")
-        if headers.get_content_disposition() != "form-data" or name is None:
-            self.problems.append("a multipart part has no Content-Disposition: form-data; name=…")
-            self._skip = True
-            return
-        self._name = name.decode("utf-8", "replace")
-        filename = _header_param(headers, "content-disposition", "filename")
-        if filename is not None:
-            path = self._spool_dir / f"{secrets.token_hex(8)}.part"
-            ctype = headers.get("content-type")
-            self._upload = _Upload(self._name, filename.decode("utf-8", "replace"), ctype, path)
-            self.files.append(self._upload)
-            self._out = open(path, "wb")  # noqa: SIM115 - closed in _part_end or discard
-
-    def _part_data(self, data: bytes, start: int, end: int) -> None:
-        if end <= start:
-            return
-        if self._out is not None and self._upload is not None:
-            self._out.write(memoryview(data)[start:end])
-            self._upload.size += end - start
-        elif not self._skip:
-            if len(self._value) + end - start > MAX_FIELD_BYTES:
-                self.problems.append(f"{self._name} is longer than {MAX_FIELD_BYTES} bytes")
-                self._skip = True
-            else:
-                self._value += data[start:end]
-
-    def _part_end(self) -> None:
-        if self._out is not None:
-            self._out.close()
-            self._out = None
-            self._upload = None
-        elif not self._skip:
-            try:
-                self.fields.append((self._name, self._value.decode("utf-8")))
-            except UnicodeDecodeError:
-                self.problems.append(f"{self._name} is not valid UTF-8")
-
-
-def _malformed(why: str) -> _HttpError:
-    return _HttpError.api(400, f"malformed multipart body: {why}")
-
-
-def _header_param(headers: Message, header: str, name: str) -> bytes | None:
-    """A parameter of a header as the bytes that were sent (headers arrive decoded as latin-1);
-    an RFC 2231 value (`name*=utf-8''…`) as UTF-8."""
-    value = headers.get_param(name, header=header)
-    if value is None:
-        return None
-    if isinstance(value, tuple):
-        return collapse_rfc2231_value(value).encode("utf-8")
-    return value.encode("latin-1", "replace")
-
-
-@dataclass
-class _Request:
-    method: str
-    path: str
-    template: str | None
-    params: dict[str, str]
-    query: list[tuple[str, str]]
-    headers: Message
-    body: _Body
-    content_type: str | None
-    boundary: bytes | None
-    # What the body held, once a handler has read it (for a subclass's _observe).
-    form: list[tuple[str, str]] = field(default_factory=list)
-    files: list[_Upload] = field(default_factory=list)
-    json_body: Any = None
-
-    def q(self, name: str) -> str | None:
-        values = [v for k, v in self.query if k == name]
-        return values[-1] if values else None
-
-
-@dataclass(frozen=True)
-class _Route:
-    method: str
-    template: str
-    pattern: re.Pattern[str]
-    handler: str
-
-
-def _route(method: str, template: str, handler: str) -> _Route:
-    regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(template))
-    return _Route(method, template, re.compile(f"^{regex}$"), handler)
-
-
-_ROUTES = (
-    _route("GET", "/authorize", "_authorize"),
-    _route("POST", "/oauth/token", "_token"),
-    _route("POST", "/sign-out", "_sign_out"),
-    _route("GET", "/me", "_me"),
-    _route("GET", "/me/tracks", "_me_tracks"),
-    _route("GET", "/me/playlists", "_me_playlists"),
-    _route("POST", "/tracks", "_upload"),
-    _route("GET", "/tracks/{track_urn}", "_get_track"),
-    _route("PUT", "/tracks/{track_urn}", "_put_track"),
-    _route("DELETE", "/tracks/{track_urn}", "_delete_track"),
-    _route("POST", "/playlists", "_create_playlist"),
-    _route("GET", "/playlists/{playlist_urn}", "_get_playlist"),
-    _route("PUT", "/playlists/{playlist_urn}", "_put_playlist"),
-    _route("DELETE", "/playlists/{playlist_urn}", "_delete_playlist"),
-)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], sandbox: Sandbox) -> None:
-        self.sandbox = sandbox
-        self.open_connections: set[socket.socket] = set()
-        self.connections_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def close_open_connections(self) -> None:
-        with self.connections_lock:
-            for conn in list(self.open_connections):
-                with contextlib.suppress(OSError):
-                    conn.shutdown(socket.SHUT_RDWR)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # Headers and a small body go out as two writes; without NODELAY, Nagle plus delayed ACKs
-    # would add ~40 ms to every keep-alive request.
-    disable_nagle_algorithm = True
-    rbufsize = 256 << 10
-    timeout = 300
-    server: _Server
-
-    def setup(self) -> None:
-        super().setup()
-        with self.server.connections_lock:
-            self.server.open_connections.add(self.connection)
-
-    def finish(self) -> None:
-        with self.server.connections_lock:
-            self.server.open_connections.discard(self.connection)
-        with contextlib.suppress(OSError):
-            super().finish()
-
-    def _dispatch(self) -> None:
-        self.server.sandbox._handle(self)
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _dispatch
-
-    def respond(self, resp: _Response) -> None:
-        self.send_response(resp.status)
-        if resp.content_type is not None:
-            self.send_header("Content-Type", resp.content_type)
-        for name, value in resp.headers:
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(resp.body)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD" and resp.body:
-            self.wfile.write(resp.body)
-
-    def drop(self) -> None:
-        """Cut the connection with unread data pending: the client sees a reset mid-upload."""
-        self.close_connection = True
-        with contextlib.suppress(OSError):
-            self.connection.shutdown(socket.SHUT_RDWR)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("sandbox %s: " + format, self.address_string(), *args)
+# Each path template with its methods' handlers; Starlette's router matches the path.
+_ROUTES: dict[str, dict[str, str]] = {
+    "/authorize": {"GET": "_authorize"},
+    "/oauth/token": {"POST": "_token"},
+    "/sign-out": {"POST": "_sign_out"},
+    "/me": {"GET": "_me"},
+    "/me/tracks": {"GET": "_me_tracks"},
+    "/me/playlists": {"GET": "_me_playlists"},
+    "/tracks": {"POST": "_upload"},
+    "/tracks/{track_urn}": {"GET": "_get_track", "PUT": "_put_track", "DELETE": "_delete_track"},
+    "/playlists": {"POST": "_create_playlist"},
+    "/playlists/{playlist_urn}": {
+        "GET": "_get_playlist",
+        "PUT": "_put_playlist",
+        "DELETE": "_delete_playlist",
+    },
+}
 
 
 # --- The sandbox -------------------------------------------------------------------------------
@@ -890,8 +525,7 @@ class Sandbox:
         self.max_asset_bytes = max_asset_bytes
         self._clock = clock
         self._lock = threading.RLock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._served: ServedApp | None = None
         self._temp_dir: Path | None = None
         self._base_url = ""
         self._state = self._load()
@@ -904,7 +538,7 @@ class Sandbox:
         """Serve in a background thread; returns the base URL (http://127.0.0.1:PORT)."""
         if host not in ("127.0.0.1", "localhost") and not host.startswith("127."):
             raise SandboxError(f"the sandbox serves on loopback only; {host!r} is not 127.x.x.x")
-        if self._server is not None:
+        if self._served is not None:
             raise SandboxError(f"this sandbox already serves at {self._base_url}")
         if self.data_dir is None:
             self._temp_dir = Path(tempfile.mkdtemp(prefix="releaseosd-sandbox-"))
@@ -912,35 +546,32 @@ class Sandbox:
         for stale in self.incoming_dir.glob("*.part"):
             stale.unlink()  # left by an upload cut off when the sandbox last stopped
         try:
-            self._server = _Server(("127.0.0.1" if host == "localhost" else host, port), self)
+            sock = tcp_listener("127.0.0.1" if host == "localhost" else host, port)
         except OSError as exc:
             raise SandboxError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-        bound_port = self._server.server_address[1]
+        bound_port = sock.getsockname()[1]
         self._base_url = f"http://{host}:{bound_port}"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.1},
-            name=f"soundcloud-sandbox-{bound_port}",
-            daemon=True,
+        # Clients hold connections open between requests, as SoundCloud's servers let them.
+        self._served = ServedApp(
+            self.app(), [sock], f"soundcloud-sandbox-{bound_port}", keep_alive_seconds=300
         )
-        self._thread.start()
+        try:
+            self._served.start()
+        except ServeFailed as exc:
+            self._served = None
+            raise SandboxError(str(exc)) from None
         return self._base_url
 
     def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-            server.close_open_connections()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        served, self._served = self._served, None
+        if served is not None:
+            served.stop(cut_connections=True)
         if self._temp_dir is not None:
             shutil.rmtree(self._temp_dir, ignore_errors=True)
             self._temp_dir = None
 
     def __enter__(self) -> Sandbox:
-        if self._server is None:
+        if self._served is None:
             self.start()
         return self
 
@@ -1009,91 +640,68 @@ class Sandbox:
 
     # -- the request cycle --
 
-    def _handle(self, h: _Handler) -> None:
-        split = urlsplit(h.path)
-        # URNs arrive percent-encoded (soundcloud%3Atracks%3A1) or not; both name the same track.
-        path = re.sub(r"%3[aA]", ":", split.path)
-        query = parse_qsl(split.query, keep_blank_values=True)
-        ctype = h.headers.get_params(header="content-type") or [("", "")]
-        content_type = ctype[0][0].lower() or None
-        boundary = _header_param(h.headers, "content-type", "boundary")
-        try:
-            body = _Body(h.rfile, h.headers)
-        except _HttpError as exc:
-            h.close_connection = True
-            h.respond(exc.response)
-            return
+    def app(self) -> Router:
+        """The sandbox as an ASGI app: Starlette's router finds the path template; what none
+        matches (a listener's page, or 404) goes through the same cycle."""
+        routes = [
+            Route(template, Endpoint(self._cycle, template, handlers))
+            for template, handlers in _ROUTES.items()
+        ]
+        return Router(routes, default=Endpoint(self._cycle, None, {}), redirect_slashes=False)
 
-        route, params, allowed = self._match(h.command, path)
-        template = route.template if route is not None else None
-        req = _Request(
-            h.command, path, template, params, query, h.headers, body, content_type, boundary
-        )
+    def _cycle(self, req: _Request, handlers: Mapping[str, str]) -> _Response | None:
+        """One request answered (in a worker thread): its answer, None when the client left
+        before sending all of it; raises _Dropped to have the connection cut."""
         answered: _Response | None = None
         observed = False
         try:
             try:
-                resp = self._answer(req, route, allowed)
+                resp = self._answer(req, handlers)
             except _HttpError as exc:
                 resp = exc.response
+            except BodyRefused as exc:
+                resp = _HttpError.api(exc.status, str(exc)).response
             # Reading the rest keeps the connection usable and lets the client see the answer
             # instead of a reset while it is still sending.
-            try:
-                body.drain()
-            except _HttpError as exc:  # the body's framing is broken
-                resp = exc.response
-            if body.broken:
-                h.close_connection = True
+            req.body.drain()
             # Observed before the answer leaves: a client that has its answer can count on the
             # observer having seen the request.
             self._observe(req, resp)
             observed = True
-            h.respond(resp)
+            return resp
         except _Dropped:
-            h.drop()
-        except (_ClientGone, OSError):
-            h.close_connection = True
+            raise
+        except _ClientGone:
+            return None
         except Exception:
-            log.exception("sandbox: %s %s failed", h.command, path)
-            h.close_connection = True
-            failure = _json_response(
+            log.exception("sandbox: %s %s failed", req.method, req.path)
+            req.body.broken = True  # the connection closes after this answer
+            answered = _json_response(
                 500, error_body(500, "sandbox bug; see the log for a traceback")
             )
-            with contextlib.suppress(OSError):
-                h.respond(failure)
-                answered = failure
+            return answered
         finally:
             if not observed:
                 self._observe(req, answered)
 
-    def _match(self, method: str, path: str) -> tuple[_Route | None, dict[str, str], list[str]]:
-        allowed: list[str] = []
-        for route in _ROUTES:
-            m = route.pattern.match(path)
-            if m is None:
-                continue
-            if route.method == method:
-                return route, m.groupdict(), []
-            allowed.append(route.method)
-        return None, {}, allowed
-
-    def _answer(self, req: _Request, route: _Route | None, allowed: list[str]) -> _Response:
+    def _answer(self, req: _Request, handlers: Mapping[str, str]) -> _Response:
         instead = self._intercept(req)
         if instead is not None:
             return instead
-        if route is None and req.method in ("GET", "HEAD"):
+        if req.template is None and req.method in ("GET", "HEAD"):
             page = self._listener(req)
             if page is not None:
                 return page
-        if route is None:
-            if allowed:
+        name = handlers.get(req.method)
+        if name is None:
+            if handlers:
                 raise _HttpError.api(
                     405,
                     f"{req.method} is not allowed on {req.path}",
-                    headers=[("Allow", ", ".join(allowed))],
+                    headers=[("Allow", ", ".join(handlers))],
                 )
             raise _HttpError.api(404, f"the sandbox has nothing at {req.method} {req.path}")
-        handler: Callable[[_Request], _Response] = getattr(self, route.handler)
+        handler: Callable[[_Request], _Response] = getattr(self, name)
         return handler(req)
 
     # -- reading bodies --
@@ -1437,7 +1045,7 @@ class Sandbox:
         artwork and audio; None for paths that are neither (the API's 404 then)."""
         from releaseosd.rehearsal import listener_page
 
-        parts = [unquote(p) for p in req.path.split("/") if p]
+        parts = [p for p in req.path.split("/") if p]
         html = "text/html; charset=utf-8"
         page = len(parts) in (2, 3) and parts[0] == _slug(self.username)
         asset = len(parts) == 3 and parts[0] == "_listen"

@@ -13,7 +13,7 @@ import threading
 import time
 
 import uvicorn
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 log = logging.getLogger("releaseosd.web.served")
@@ -24,6 +24,14 @@ START_WITHIN_SECONDS = 10.0
 # never use up the daemon's file descriptors (its store, uploads and control socket need them).
 MAX_CONNECTIONS = 64
 REQUEST_WITHIN_SECONDS = 10.0
+_CUT = "releaseosd.cut"
+
+
+def cut_connection(scope: Scope) -> None:
+    """Close the connection a request came on at once, with no answer and unread data
+    discarded (the peer sees a reset): the sandbox's faults play lost answers and uploads cut
+    off with it. Call it on the server's loop."""
+    scope["extensions"][_CUT]["cut"]()
 
 
 def tcp_listener(address: str, port: int, backlog: int = 128) -> socket.socket:
@@ -48,6 +56,13 @@ def tcp_listener(address: str, port: int, backlog: int = 128) -> socket.socket:
 class _GuardedH11(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        app = self.app
+
+        async def with_cut(scope: Scope, receive: Receive, send: Send) -> None:
+            scope.setdefault("extensions", {})[_CUT] = {"cut": transport.abort}
+            await app(scope, receive, send)
+
+        self.app = with_cut
         if len(self.connections) > MAX_CONNECTIONS:
             transport.close()
             return
@@ -78,6 +93,20 @@ class _QuietServer(uvicorn.Server):
         if not self.should_exit:
             await self._wake.wait()
 
+    def cut_connections(self) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+
+        def cut() -> None:
+            for connection in list(self.server_state.connections):
+                transport = getattr(connection, "transport", None)
+                if transport is not None:
+                    transport.abort()
+
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(cut)
+
     def stop(self) -> None:
         self.should_exit = True
         wake, loop = self._wake, self._loop
@@ -87,7 +116,14 @@ class _QuietServer(uvicorn.Server):
 
 
 class ServedApp:
-    def __init__(self, app: ASGIApp, sockets: list[socket.socket], name: str) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        sockets: list[socket.socket],
+        name: str,
+        *,
+        keep_alive_seconds: int = 5,
+    ) -> None:
         self.name = name
         self._sockets = sockets
         config = uvicorn.Config(
@@ -99,6 +135,7 @@ class ServedApp:
             http=_GuardedH11,
             ws="none",
             date_header=False,
+            timeout_keep_alive=keep_alive_seconds,
             loop="asyncio",
             # Streams (the dashboard's live events) never end by themselves: a stop cancels them.
             timeout_graceful_shutdown=1,
@@ -123,7 +160,11 @@ class ServedApp:
                 raise ServeFailed(f"the {self.name} server did not start: {self._error}")
             time.sleep(0.01)
 
-    def stop(self, timeout: float = 3.0) -> None:
+    def stop(self, timeout: float = 3.0, *, cut_connections: bool = False) -> None:
+        """Stop serving; with `cut_connections`, requests still in progress (an upload) end
+        now, their clients see the connection reset, as when a real server goes down."""
+        if cut_connections:
+            self._server.cut_connections()
         self._server.stop()
         if self._thread.is_alive():
             self._thread.join(timeout)

@@ -24,23 +24,19 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Any, TextIO
+from typing import Any, TextIO
 from urllib.parse import urlencode
 
 from releaseosd.rehearsal.sandbox import (
     Quota,
     Sandbox,
-    _Body,
-    _Dropped,
     _HttpError,
     _json_response,
-    _MultipartSink,
-    _Request,
-    _Response,
     error_body,
     pkce_challenge,
     serve,
 )
+from releaseosd.rehearsal.wire import Answer, Body, Dropped, MultipartSink, Request
 
 from .faults import AUTH_TEMPLATES, Faults
 
@@ -130,43 +126,38 @@ def _is_admin(path: str) -> bool:
 
 
 class _CutAfter:
-    """An upload's socket reader that drops the connection once `limit` bytes of the body have
-    been read: read() carries the body's bytes, readline() only chunked framing (not counted)."""
+    """An upload's body that drops the connection once `limit` bytes of it have arrived."""
 
-    def __init__(self, inner: IO[bytes], limit: int) -> None:
-        self._inner = inner
+    def __init__(self, limit: int) -> None:
         self._left = limit
+        self._cut = False
 
-    def read(self, size: int) -> bytes:
-        if self._left <= 0:
-            raise _Dropped
-        data = self._inner.read(min(size, self._left))
+    def __call__(self, data: bytes) -> bytes:
+        if self._cut:
+            raise Dropped
+        if len(data) > self._left:
+            # These bytes still arrive; the connection drops at the next piece or the body's end.
+            self._cut = True
+            data = data[: self._left]
         self._left -= len(data)
         return data
 
-    def readline(self, limit: int = -1) -> bytes:
-        return self._inner.readline(limit)
-
 
 class _Throttled:
-    """An upload's socket reader at a set rate (a slow uplink): the client's progress shows."""
+    """An upload's body arriving at a set rate (a slow uplink): the client's progress shows, as
+    the server's socket buffers fill and the client's sends block."""
 
-    def __init__(self, inner: IO[bytes], per_second: int) -> None:
-        self._inner = inner
+    def __init__(self, per_second: int) -> None:
         self._per_second = per_second
         self._started = time.monotonic()
-        self._read = 0
+        self._arrived = 0
 
-    def read(self, size: int) -> bytes:
-        data = self._inner.read(min(size, max(self._per_second // 20, 1024)))
-        self._read += len(data)
-        ahead = self._read / self._per_second - (time.monotonic() - self._started)
+    def __call__(self, data: bytes) -> bytes:
+        self._arrived += len(data)
+        ahead = self._arrived / self._per_second - (time.monotonic() - self._started)
         if ahead > 0:
             time.sleep(ahead)  # the network's pace, not a wait for something to happen
         return data
-
-    def readline(self, limit: int = -1) -> bytes:
-        return self._inner.readline(limit)
 
 
 class TestSandbox(Sandbox):
@@ -286,7 +277,7 @@ class TestSandbox(Sandbox):
 
     # -- the product's seams --
 
-    def _intercept(self, req: _Request) -> _Response | None:
+    def _intercept(self, req: Request) -> Answer | None:
         if _is_admin(req.path):
             return self._admin(req)
         arrived = self._clock()
@@ -298,7 +289,7 @@ class TestSandbox(Sandbox):
         )
         return decision.response() if decision is not None else None
 
-    def _observe(self, req: _Request, answer: _Response | None) -> None:
+    def _observe(self, req: Request, answer: Answer | None) -> None:
         if _is_admin(req.path):
             return
         now = self._clock()
@@ -321,14 +312,14 @@ class TestSandbox(Sandbox):
     def _user_approves(self) -> bool:
         return not self.faults.deny_authorization
 
-    def _processing_outcome(self, req: _Request) -> str:
+    def _processing_outcome(self, req: Request) -> str:
         if self.faults.artwork_fails and any(f.field == "track[artwork_data]" for f in req.files):
             raise _HttpError.api(500, "Internal Server Error")
         return self.faults.processing_outcome
 
     # -- faults inside the routes --
 
-    def _token(self, req: _Request) -> _Response:
+    def _token(self, req: Request) -> Answer:
         try:
             answer = super()._token(req)
         except _HttpError:
@@ -338,11 +329,11 @@ class TestSandbox(Sandbox):
         self._count_refresh(req)
         if self.faults.token_answer_dropped():
             # Granted and saved (a refresh token has rotated), but the answer never arrives.
-            raise _Dropped
+            raise Dropped
         self._slow_token_answer()
         return answer
 
-    def _count_refresh(self, req: _Request) -> None:
+    def _count_refresh(self, req: Request) -> None:
         names = [name for name, _ in req.form]
         # A form the grant read (no name given twice) that asked for a refresh.
         if len(set(names)) == len(names) and dict(req.form).get("grant_type") == "refresh_token":
@@ -354,34 +345,32 @@ class TestSandbox(Sandbox):
         if delay > 0:
             time.sleep(delay)  # outside self._lock: other requests go on meanwhile
 
-    def _upload(self, req: _Request) -> _Response:
+    def _upload(self, req: Request) -> Answer:
         created = super()._upload(req)
         if self.faults.upload_answer_dropped():
-            raise _Dropped  # the track exists; its answer never arrives
+            raise Dropped  # the track exists; its answer never arrives
         return created
 
-    def _read_multipart(self, req: _Request) -> _MultipartSink:
+    def _read_multipart(self, req: Request) -> MultipartSink:
         # Called once the upload is authorized and is multipart: the body is what gets cut.
         after = None
         if (req.method, req.template) == ("POST", "/tracks"):
             after = self.faults.upload_drop_point()
         rate = self.faults.upload_bytes_per_second
         if rate and (req.method, req.template) == ("POST", "/tracks"):
-            req.body._rfile = _Throttled(req.body._rfile, rate)  # type: ignore[assignment]
+            req.body.through(_Throttled(rate))
         if after is None:
             return super()._read_multipart(req)
-        req.body._rfile = _CutAfter(req.body._rfile, after)  # type: ignore[assignment]
+        req.body.through(_CutAfter(after))
         try:
             return super()._read_multipart(req)
-        except _Dropped:
+        except Dropped:
             self.faults.upload_dropped()
             raise
 
     # -- the request log --
 
-    def _record(
-        self, req: _Request, seq: int, started: float, answered: float, status: int
-    ) -> None:
+    def _record(self, req: Request, seq: int, started: float, answered: float, status: int) -> None:
         headers: dict[str, str] = {}
         for name, value in req.headers.items():
             key = name.lower()
@@ -413,7 +402,7 @@ class TestSandbox(Sandbox):
 
     # -- /_sandbox admin --
 
-    def _admin(self, req: _Request) -> _Response:
+    def _admin(self, req: Request) -> Answer:
         host = (req.headers.get("Host") or "").rsplit(":", 1)[0]
         if host not in ("127.0.0.1", "localhost", "[::1]"):
             # A web page that rebinds a name to 127.0.0.1 must not drive the sandbox.
@@ -423,7 +412,7 @@ class TestSandbox(Sandbox):
         except ValueError as exc:
             return _json_response(400, error_body(400, str(exc)))
 
-    def _admin_answer(self, method: str, path: str, body: _Body) -> _Response:
+    def _admin_answer(self, method: str, path: str, body: Body) -> Answer:
         def payload() -> Any:
             raw = body.read_all()
             return json.loads(raw) if raw.strip() else {}

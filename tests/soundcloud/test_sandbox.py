@@ -475,13 +475,13 @@ def test_multipart_reads_the_same_however_the_body_is_cut(
     sandbox: TestSandbox, sandbox_tokens: TokenPair
 ) -> None:
     boundary = "b0undary"
-    # Near-delimiters in the audio, transport padding after a delimiter, a preamble, an epilogue,
-    # quotes escaped in a filename and a UTF-8 one: each split into pieces of 1 to 7 bytes, so
-    # that every delimiter and header block straddles pieces somewhere.
+    # Near-delimiters in the audio, an epilogue, quotes escaped in a filename and a UTF-8 one:
+    # each split into pieces of 1 to 7 bytes, so that every delimiter and header block straddles
+    # pieces somewhere.
     audio = b"RIFF" + b"\r\n--b0und\r\n-\r" * 40 + bytes(range(256)) + b"\r\n--b0undar"
     body = (
         (
-            f"ignored preamble\r\n--{boundary}  \t\r\n"
+            f"--{boundary}\r\n"
             'Content-Disposition: form-data; name="track[title]"\r\n\r\n'
             f'Caf\u00e9 "Cuts"\r\n--{boundary}\r\n'
             'content-disposition: form-data; name="track[asset_data]"; filename="a \\"b\\" \u00e9.wav"'
@@ -520,6 +520,9 @@ def test_multipart_reads_the_same_however_the_body_is_cut(
             headers=headers,
         )
         assert "malformed multipart body" in assert_soundcloud_error(garbled, 400)["message"]
+        # python-multipart reads what clients send (httpx, curl, browsers): no preamble.
+        preamble = http.post("/tracks", content=b"a preamble\r\n" + body, headers=headers)
+        assert "malformed multipart body" in assert_soundcloud_error(preamble, 400)["message"]
     assert list(sandbox.incoming_dir.glob("*.part")) == []
 
 
