@@ -1,0 +1,178 @@
+"""A hostile producer moving, renaming, swapping and deleting folders at the worst moments."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from daemon_harness import (
+    ThreadedDaemon,
+    dump,
+    eventually,
+    in_state,
+    make_audio,
+    pause_before_start,
+    read_tracks,
+    wait_for,
+    write_config,
+)
+from sandbox_tools import TestSandbox
+
+from releaseosd.model.states import State
+
+pytestmark = pytest.mark.usefixtures("runtime_dir")
+
+
+def _session(folder: Path, name: str, title: str, freq: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.yaml").write_text(f"title: {title}\nsharing: public\n")
+    return make_audio(folder / f"{name}.wav", freq=freq)
+
+
+def _rename_at_once(*moves: tuple[Path, Path]) -> None:
+    """The renames from another process, one right after the other (a script, a file manager's
+    swap): none is handled before the last one is done."""
+    script = "import os, sys\nargs = sys.argv[1:]\nfor i in range(0, len(args), 2):\n"
+    script += "    os.rename(args[i], args[i + 1])\n"
+    subprocess.run(
+        [sys.executable, "-c", script, *(str(p) for move in moves for p in move)], check=True
+    )
+
+
+def _titles_by_urn(sandbox: TestSandbox) -> dict[str, str]:
+    return {str(t["urn"]): str(t["title"]) for t in sandbox.tracks()}
+
+
+def test_two_released_folders_whose_names_are_swapped_keep_their_own_tracks(
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
+) -> None:
+    """A -> tmp, B -> A, tmp -> B, with a 'Master.wav' in each (a DAW's default export name).
+    By the time the moves are handled the first one's destination is gone again: the record of
+    A stayed at A's path, the record of B could not take it, and each record then took the
+    other's audio and sidecar as its own re-export and edit: the SoundCloud track of one song
+    was renamed after the other."""
+    config = write_config(tmp_path, sandbox.base_url)
+    exports, state = tmp_path / "exports", tmp_path / "state"
+    a, b = exports / "A", exports / "B"
+    _session(a, "Master", "Alpha", 751)
+    _session(b, "Master", "Beta", 752)
+    with ThreadedDaemon(config, token_store):
+        wait_for(
+            lambda: (
+                in_state(state, "Alpha", State.RELEASED) and in_state(state, "Beta", State.RELEASED)
+            ),
+            timeout=60,
+            what="both released",
+        )
+        before = {t.title: t for t in read_tracks(state)}
+        titles = _titles_by_urn(sandbox)
+        _rename_at_once((a, exports / "tmp"), (b, a), (exports / "tmp", b))
+        swapped = eventually(
+            lambda: (
+                (ts := {t.id: t for t in read_tracks(state)})
+                and ts[before["Alpha"].id].audio_path == str(b / "Master.wav")
+                and ts[before["Beta"].id].audio_path == str(a / "Master.wav")
+                and ts
+            ),
+            timeout=10,
+        )
+        assert swapped, dump(state)
+        # Nothing is reported re-exported, and no title on SoundCloud changes.
+        assert (
+            eventually(
+                lambda: (
+                    any(t.local_change for t in read_tracks(state))
+                    or _titles_by_urn(sandbox) != titles
+                ),
+                timeout=3,
+            )
+            is None
+        ), dump(state)
+    assert len(read_tracks(state)) == 2 and len(sandbox.tracks()) == 2
+    assert _titles_by_urn(sandbox) == titles
+
+
+def test_two_queued_folders_whose_names_are_swapped_keep_their_own_records(
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
+) -> None:
+    """The same swap before upload: each record was rebuilt from the other folder's export, so
+    what the producer did to one track (`release` at a time, its history) went to the other."""
+    config = write_config(tmp_path, sandbox.base_url)
+    exports, state = tmp_path / "exports", tmp_path / "state"
+    a, b = exports / "A", exports / "B"
+    _session(a, "Master", "Alpha", 753)
+    _session(b, "Master", "Beta", 754)
+    pause_before_start(state)
+    with ThreadedDaemon(config, token_store):
+        wait_for(
+            lambda: in_state(state, "Alpha", State.READY) and in_state(state, "Beta", State.READY),
+            timeout=60,
+            what="both queued",
+        )
+        before = {t.title: t.id for t in read_tracks(state)}
+        _rename_at_once((a, exports / "tmp"), (b, a), (exports / "tmp", b))
+        assert eventually(
+            lambda: (
+                (ts := {t.id: t for t in read_tracks(state)})
+                and ts[before["Alpha"]].audio_path == str(b / "Master.wav")
+                and ts[before["Beta"]].audio_path == str(a / "Master.wav")
+            ),
+            timeout=10,
+        ), dump(state)
+        # Settled again, each record still describes its own song.
+        wait_for(
+            lambda: in_state(state, "Alpha", State.READY) and in_state(state, "Beta", State.READY),
+            what="both queued again",
+        )
+    assert {t.title: t.id for t in read_tracks(state)} == before, dump(state)
+
+
+def test_a_folder_renamed_twice_quickly_keeps_its_track_and_its_copy_stays_a_copy(
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
+) -> None:
+    """Session -> Session 1 -> Session 2 within the watcher's pairing delay: by the time the
+    first move is handled its destination is gone, so the record stays at the old path, which
+    is then reported gone; a refused copy elsewhere takes the track over (chaos seed 1000
+    again), and the original is refused as a copy of its own copy."""
+    config = write_config(tmp_path, sandbox.base_url)
+    exports, state = tmp_path / "exports", tmp_path / "state"
+    session = exports / "Session"
+    original = _session(session, "Kept", "Kept", 755)
+    with ThreadedDaemon(config, token_store):
+        first = wait_for(lambda: in_state(state, "Kept", State.RELEASED), what="released")
+        (exports / "Copy of Kept.yaml").write_text("title: Copy of Kept\nsharing: public\n")
+        (exports / "Copy of Kept.wav").write_bytes(original.read_bytes())
+        copy = wait_for(
+            lambda: next((t for t in read_tracks(state) if t.duplicate_of == first.id), None),
+            what="the copy refused",
+        )
+        _rename_at_once(
+            (session, exports / "Session 1"), (exports / "Session 1", exports / "Session 2")
+        )
+        wanted = str(exports / "Session 2" / "Kept.wav")
+        wait_for(
+            lambda: next(t for t in read_tracks(state) if t.id == first.id).audio_path == wanted,
+            timeout=10,
+            what="the track following both renames",
+        )
+        # The copy may be looked at again; it never takes the track over.
+        assert (
+            eventually(
+                lambda: any(
+                    (t.id == first.id and t.duplicate_of)
+                    or (t.id == copy.id and t.state not in (State.INVALID, State.BUILDING))
+                    for t in read_tracks(state)
+                ),
+                timeout=3,
+            )
+            is None
+        ), dump(state)
+        wait_for(
+            lambda: next(t for t in read_tracks(state) if t.id == copy.id).duplicate_of == first.id,
+            what="the copy refused as a copy",
+        )
+    kept = next(t for t in read_tracks(state) if t.id == first.id)
+    assert not kept.duplicate_of and kept.state == State.RELEASED, dump(state)
