@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -176,3 +178,43 @@ def test_a_folder_renamed_twice_quickly_keeps_its_track_and_its_copy_stays_a_cop
         )
     kept = next(t for t in read_tracks(state) if t.id == first.id)
     assert not kept.duplicate_of and kept.state == State.RELEASED, dump(state)
+
+
+def test_a_new_folder_in_a_deleted_ones_place_on_disk_is_a_new_track(
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
+) -> None:
+    """ext4 hands a deleted directory's inode to the next one made: a folder deleted, and a new
+    project folder holding another song exported under the same default name, was taken for
+    the old folder moved. The new song was never uploaded ('re-exported with new audio after
+    upload') and its sidecar renamed the old song on SoundCloud. Here while the daemon is down
+    (while it runs, its inotify watch keeps the inode taken a little longer)."""
+    config = write_config(tmp_path, sandbox.base_url)
+    exports, state = tmp_path / "exports", tmp_path / "state"
+    old = exports / "Old Project"
+    _session(old, "Mixdown", "Old Song", 756)
+    with ThreadedDaemon(config, token_store):
+        first = wait_for(lambda: in_state(state, "Old Song", State.RELEASED), what="released")
+    old_inode = os.stat(old).st_ino
+    shutil.rmtree(old)
+    new = exports / "New Project"
+
+    def made_in_its_place() -> bool:
+        # The inode is free once nothing holds it any more (the last daemon's inotify watch).
+        new.mkdir()
+        if os.stat(new).st_ino == old_inode:
+            return True
+        new.rmdir()
+        return False
+
+    if not eventually(made_in_its_place, timeout=5):
+        pytest.skip("this filesystem did not hand the deleted directory's inode on")
+    _session(new, "Mixdown", "New Song", 757)
+    with ThreadedDaemon(config, token_store):
+        wait_for(
+            lambda: in_state(state, "New Song", State.RELEASED),
+            timeout=20,
+            what="the new song uploaded",
+        )
+    tracks = {t.title: t for t in read_tracks(state)}
+    assert tracks["Old Song"].id == first.id and tracks["Old Song"].local_change is None
+    assert sorted(_titles_by_urn(sandbox).values()) == ["New Song", "Old Song"]
