@@ -218,3 +218,115 @@ def test_a_new_folder_in_a_deleted_ones_place_on_disk_is_a_new_track(
     tracks = {t.title: t for t in read_tracks(state)}
     assert tracks["Old Song"].id == first.id and tracks["Old Song"].local_change is None
     assert sorted(_titles_by_urn(sandbox).values()) == ["New Song", "Old Song"]
+
+
+def test_a_folder_renamed_to_a_deleted_released_folders_name_keeps_its_own_track(
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
+) -> None:
+    """'Demo' deleted (its song stays on SoundCloud), then 'New Idea' renamed to 'Demo': the
+    moved record must not leave its export to the old record at that path."""
+    config = write_config(tmp_path, sandbox.base_url)
+    exports, state = tmp_path / "exports", tmp_path / "state"
+    _session(exports / "Demo", "Master", "Old", 758)
+    with ThreadedDaemon(config, token_store):
+        wait_for(lambda: in_state(state, "Old", State.RELEASED), what="released")
+        shutil.rmtree(exports / "Demo")
+        _session(exports / "New Idea", "Master", "New", 759)
+        new = wait_for(lambda: in_state(state, "New", State.RELEASED), what="the new released")
+        titles = _titles_by_urn(sandbox)
+        (exports / "New Idea").rename(exports / "Demo")
+        wait_for(
+            lambda: (
+                next(t for t in read_tracks(state) if t.id == new.id).audio_path
+                == str(exports / "Demo" / "Master.wav")
+            ),
+            what="the new track following its folder",
+        )
+        assert (
+            eventually(
+                lambda: (
+                    any(t.local_change for t in read_tracks(state))
+                    or _titles_by_urn(sandbox) != titles
+                ),
+                timeout=4,
+            )
+            is None
+        ), dump(state)
+    assert {t.title for t in read_tracks(state)} == {"Old", "New"}, dump(state)
+
+
+def test_a_queued_folder_moved_out_of_the_watch_folder_and_back_goes_up_once(
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
+) -> None:
+    config = write_config(tmp_path, sandbox.base_url)
+    exports, state = tmp_path / "exports", tmp_path / "state"
+    session = exports / "Session"
+    _session(session, "Away", "Away", 760)
+    pause_before_start(state)
+    with ThreadedDaemon(config, token_store):
+        first = wait_for(lambda: in_state(state, "Away", State.READY), what="queued")
+        session.rename(tmp_path / "Session")
+        wait_for(lambda: "is gone" in (read_tracks(state)[0].last_error or ""), what="said gone")
+        (tmp_path / "Session").rename(exports / "Back")
+        wait_for(
+            lambda: (
+                (t := in_state(state, "Away", State.READY))
+                and t.audio_path == str(exports / "Back" / "Away.wav")
+            ),
+            what="queued again where it is now",
+        )
+        from daemon_harness import command
+
+        command(config, "resume")
+        done = wait_for(lambda: in_state(state, "Away", State.RELEASED), what="released")
+    assert [t.id for t in read_tracks(state)] == [first.id] == [done.id], dump(state)
+    assert len(sandbox.tracks()) == 1
+
+
+def test_a_folder_moved_between_two_watch_folders_keeps_its_record(
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
+) -> None:
+    config = write_config(tmp_path, sandbox.base_url)
+    exports, state = tmp_path / "exports", tmp_path / "state"
+    second = tmp_path / "second"
+    second.mkdir()
+    text = config.read_text()
+    config.write_text(
+        text.replace(f"  - path: {exports}\n", f"  - path: {exports}\n  - path: {second}\n")
+    )
+    session = exports / "Session"
+    _session(session, "Across", "Across", 761)
+    with ThreadedDaemon(config, token_store):
+        first = wait_for(lambda: in_state(state, "Across", State.RELEASED), what="released")
+        session.rename(second / "Session")
+        moved = wait_for(
+            lambda: (
+                (t := read_tracks(state)[0]).audio_path == str(second / "Session" / "Across.wav")
+                and t
+            ),
+            what="the record following into the other watch folder",
+        )
+        assert eventually(lambda: len(read_tracks(state)) > 1, timeout=3) is None, dump(state)
+    assert moved.id == first.id and moved.watch_root == str(second) and not moved.local_change
+    assert len(sandbox.tracks()) == 1
+
+
+def test_a_folder_renamed_while_its_track_uploads_goes_up_once_and_follows(
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
+) -> None:
+    sandbox.faults.update(upload_bytes_per_second=200_000)
+    config = write_config(tmp_path, sandbox.base_url)
+    exports, state = tmp_path / "exports", tmp_path / "state"
+    session = exports / "Session"
+    session.mkdir()
+    (session / "Slow.yaml").write_text("title: Slow\nsharing: public\n")
+    make_audio(session / "Slow.wav", seconds=8.0, freq=762)
+    with ThreadedDaemon(config, token_store):
+        wait_for(lambda: in_state(state, "Slow", State.UPLOADING), what="uploading")
+        session.rename(exports / "Renamed")
+        done = wait_for(
+            lambda: in_state(state, "Slow", State.RELEASED), timeout=60, what="released"
+        )
+        assert eventually(lambda: len(read_tracks(state)) > 1, timeout=3) is None, dump(state)
+    assert done.audio_path == str(exports / "Renamed" / "Slow.wav"), dump(state)
+    assert len(sandbox.tracks()) == 1 and done.local_change is None
