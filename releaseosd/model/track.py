@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
 import json
 import os
 import shutil
+import sys
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -52,14 +54,22 @@ class AudioStat(BaseModel):
 
 
 class FolderStat(BaseModel):
-    """Which directory an export is in (device and inode): a folder moved or renamed is still
-    the same directory, so a record can follow it when nothing else about its export is left
-    the same (a new mix saved and the sidecar edited while the folder moved)."""
+    """Which directory an export is in (device, inode and, where the system tells it, when the
+    directory was made): a folder moved or renamed is still the same directory, so a record can
+    follow it when nothing else about its export is left the same (a new mix saved and the
+    sidecar edited while the folder moved).
+
+    Device and inode alone do not say it: ext4 hands a deleted directory's inode to the next
+    directory made, so a new project folder holding another song exported under the same
+    default name would be taken for the old folder moved, and the new song for the old one's
+    re-export. The birth time tells them apart; records without one (from before, or where
+    the filesystem keeps none) are matched by inode as before only with each other."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     inode: int
     device: int
+    born_ns: int | None = None
 
     @classmethod
     def of(cls, folder: Path) -> FolderStat | None:
@@ -67,7 +77,62 @@ class FolderStat(BaseModel):
             st = os.stat(folder)
         except OSError:
             return None
-        return cls(inode=st.st_ino, device=st.st_dev)
+        return cls(inode=st.st_ino, device=st.st_dev, born_ns=birth_ns(folder, st))
+
+
+def birth_ns(path: Path, st: os.stat_result) -> int | None:
+    """When the file or directory at `path` was made (nanoseconds since the epoch), or None when
+    the system does not say: os.stat's st_birthtime (macOS, BSD, Windows from Python 3.12), else
+    Linux's statx(2)."""
+    born = getattr(st, "st_birthtime_ns", None)
+    if isinstance(born, int):
+        return born
+    seconds = getattr(st, "st_birthtime", None)
+    if isinstance(seconds, float | int):
+        return int(seconds * 1_000_000_000)
+    return _statx_birth_ns(path)
+
+
+_STATX_BTIME = 0x800
+_AT_FDCWD = -100
+# struct statx: stx_mask (u32) first, stx_btime (s64 seconds, u32 nanoseconds) at byte 80.
+_STATX_SIZE, _STATX_BTIME_OFFSET = 256, 80
+_statx: Any = None
+
+
+def _statx_birth_ns(path: Path) -> int | None:
+    global _statx
+    if not sys.platform.startswith("linux"):
+        return None
+    if _statx is None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            _statx = libc.statx
+            _statx.argtypes = [
+                ctypes.c_int,
+                ctypes.c_char_p,
+                ctypes.c_int,
+                ctypes.c_uint,
+                ctypes.c_void_p,
+            ]
+            _statx.restype = ctypes.c_int
+        except (OSError, AttributeError):
+            _statx = False
+    if not _statx:
+        return None
+    buf = ctypes.create_string_buffer(_STATX_SIZE)
+    if _statx(_AT_FDCWD, os.fsencode(path), 0, _STATX_BTIME, buf) != 0:
+        return None
+    mask = int.from_bytes(buf.raw[0:4], sys.byteorder)
+    if not mask & _STATX_BTIME:
+        return None
+    seconds = int.from_bytes(
+        buf.raw[_STATX_BTIME_OFFSET : _STATX_BTIME_OFFSET + 8], sys.byteorder, signed=True
+    )
+    nanos = int.from_bytes(
+        buf.raw[_STATX_BTIME_OFFSET + 8 : _STATX_BTIME_OFFSET + 12], sys.byteorder
+    )
+    return seconds * 1_000_000_000 + nanos
 
 
 class Retrying(BaseModel):

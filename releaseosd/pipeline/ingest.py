@@ -185,21 +185,38 @@ class Ingest:
         the exports in it follow them now, whatever changed in it meanwhile (a new mix saved, a
         sidecar edited). Left to the gone report, a copy of a track elsewhere could take it over
         before its export is found again, and the export would then be refused as a copy of its
-        own copy (chaos seed 1000)."""
+        own copy (chaos seed 1000).
+
+        The move is a fact whatever the disk holds by the time it is handled: the records follow
+        even when the new place is already gone again. Moves come in the order they were made,
+        so of a swap (A to tmp, B to A, tmp to B) each record ends where its export is; had they
+        waited for their file to be at each step, the record of A would have stayed at A's path
+        and taken B's export for its own re-export. An export gone from its new place is
+        reported gone there (the watcher follows the move too)."""
         src, dest = src.absolute(), dest.absolute()
         with self._lock:
             for track in self.store.under(src):
                 new = dest / Path(track.audio_path).relative_to(src)
-                stat = self._stat_now(new)
-                if stat is None:
-                    continue  # moved on again or deleted meanwhile: found as any export is
-                there = self.store.by_audio_path(new)
-                if there is not None and there.id != track.id:
-                    continue
-                if track.state == State.REMOVED and track.audio_stat != stat:
-                    continue  # another export where the removed one was: a new track
+                if track.state == State.REMOVED:
+                    stat = self._stat_now(new)
+                    if stat is not None and track.audio_stat != stat:
+                        continue  # another export where the removed one was: a new track
                 log.info("%s: moved with its folder from %s", new, track.audio_path)
-                self.store.update(track.id, self._moved_to(new), note="moved")
+                self.store.update(track.id, self._folder_moved(src, dest, new), note="moved")
+
+    def _folder_moved(self, src: Path, dest: Path, path: Path) -> Callable[[Track], None]:
+        """A record following its folder's rename: the same directory, wherever it is now."""
+        root = str(self.config.root_for(path))
+        folder = FolderStat.of(path.parent)
+
+        def move(track: Track) -> None:
+            track.audio_path = str(path)
+            track.folder = track.folder or folder
+            track.watch_root = root
+            if track.sidecar_path is not None and Path(track.sidecar_path).is_relative_to(src):
+                track.sidecar_path = str(dest / Path(track.sidecar_path).relative_to(src))
+
+        return move
 
     # --- audio ---------------------------------------------------------------------------------
 

@@ -141,6 +141,13 @@ class StabilityTracker:
         entry.phase = Phase.DEFERRED
         entry.retry_at = now + min(delay, self.retry_max_seconds)
 
+    def move(self, src: Path, dest: Path) -> None:
+        """A folder renamed: the files tracked under `src` are tracked under `dest`, as they
+        were (accepted ones stay accepted, and are reported gone from there if they go)."""
+        for path in [p for p in self._entries if p.is_relative_to(src)]:
+            entry = self._entries.pop(path)
+            self._entries.setdefault(dest / path.relative_to(src), entry)
+
     def forget(self, paths: Iterable[Path]) -> None:
         """Stop tracking without reporting anything (the folder is no longer watched)."""
         for path in paths:

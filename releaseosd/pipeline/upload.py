@@ -140,12 +140,20 @@ class Uploader(OnStage):
         afresh; only then is it uploaded, as the bytes then checked. An export that is gone has
         nothing to upload (a moved one is found again where it went)."""
 
+        # The record as it is now, not as this attempt began: its folder renamed meanwhile, the
+        # snapshot's path is gone while the export is where the record now says (the watcher
+        # does not report a renamed folder's files again, so nothing else would rebuild it).
+        current = self.store.get(track.id) or track
+        if current.audio_path != track.audio_path:
+            why = f"moved to {current.audio_path} while it was being uploaded; checking it again"
         log.info("%s: %s", track.title, why)
-        if not Path(track.audio_path).exists():
-            self.store.transition(track.id, State.PENDING, note=why, last_error=gone_message(track))
+        if not Path(current.audio_path).exists():
+            self.store.transition(
+                track.id, State.PENDING, note=why, last_error=gone_message(current)
+            )
             return
         self.store.transition(track.id, State.PENDING, note=why, last_error=None)
-        self.stage.rebuild(track.audio_path)
+        self.stage.rebuild(current.audio_path)
 
     def _metadata_now(self, track: Track) -> tuple[dict[str, Any], dict[str, Any]]:
         """The metadata as it goes up, and the config defaults it was made with: those of this

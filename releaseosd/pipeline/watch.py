@@ -401,11 +401,26 @@ class ExportWatcher:
             self._apply_folders(box.folders)
         for src, dest in box.moved_dirs:
             # Before the old paths are looked at: what they held is known where it is now, so
-            # nothing takes it for gone (a copy elsewhere would take its track over).
+            # nothing takes it for gone (a copy elsewhere would take its track over). In the
+            # order they were made, whatever the disk holds by now (a swap: A to tmp, B to A,
+            # tmp to B). The watcher follows too: a file gone from its new place (deleted, or
+            # moved on by a move whose event is still to come) is reported gone there, by the
+            # deletion's event or the next reconcile. Into a folder not watched (hidden), the
+            # files are gone.
+            folder = self._folder_for(dest)
+            if folder is None or self._dir_ignored(dest, folder):
+                continue
             try:
                 self._on_folder_moved(src, dest)
             except Exception:
                 logger.exception("Handling the move of %s to %s failed", src, dest)
+            with self._lock:
+                self._tracker.move(src, dest)
+                if self._first_scan is not None:
+                    self._first_scan = {
+                        dest / p.relative_to(src) if p.is_relative_to(src) else p
+                        for p in self._first_scan
+                    }
         now = self._clock()
         with self._lock:
             for gone_dir in box.gone_dirs:
