@@ -67,6 +67,8 @@ track_module.Track.updated_at
 # Part of the value compared: an export whose mtime changed is another file.
 track_module.AudioStat.mtime_ns
 stability.FileIdentity.mtime_ns
+# Part of a folder's identity: a new directory in a deleted one's inode is another folder.
+track_module.FolderStat.born_ns
 
 # The sandbox's endpoints: its route table names them, its cycle finds them with getattr.
 sandbox.Sandbox._authorize
