@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +32,55 @@ log = logging.getLogger("releaseosd.pipeline.upload")
 
 # Upload progress events at most this often (a dashboard's bar, the terminal's).
 PROGRESS_EVERY_SECONDS = 0.25
+
+
+class PacedProgress:
+    """An upload's progress as events: a few a second at most, and the latest always follows
+    within PROGRESS_EVERY_SECONDS, also when the upload then stalls (a slow or stuck uplink is
+    when a producer watches the bar); nothing once the upload call has returned."""
+
+    def __init__(self, emit: Callable[[int, int], None]) -> None:
+        self._emit = emit
+        self._lock = threading.Lock()
+        self._last = -PROGRESS_EVERY_SECONDS
+        self._latest: tuple[int, int] | None = None
+        self._timer: threading.Timer | None = None
+        self._closed = False
+
+    def __call__(self, sent: int, total: int) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            now = time.monotonic()
+            wait = self._last + PROGRESS_EVERY_SECONDS - now
+            if sent < total and wait > 0:
+                self._latest = (sent, total)
+                if self._timer is None:
+                    self._timer = threading.Timer(wait, self._flush)
+                    self._timer.daemon = True
+                    self._timer.start()
+                return
+            self._latest = None
+            self._last = now
+            # Under the lock: a deferred report can never overtake a newer one.
+            self._emit(sent, total)
+
+    def _flush(self) -> None:
+        with self._lock:
+            self._timer = None
+            if self._closed or self._latest is None:
+                return
+            sent, total = self._latest
+            self._latest = None
+            self._last = time.monotonic()
+            self._emit(sent, total)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
 
 
 def _tagged(remote: dict[str, Any], digest: str) -> bool:
@@ -207,17 +257,25 @@ class Uploader(OnStage):
             # Written before the first byte goes out, so a crash mid-POST is looked up later.
             self.store.update(track.id, lambda t: t.posted_sha256.append(digest))
         stat = track.audio_stat if audio == Path(track.audio_path) else None
-        return self.client().upload_track(
-            audio,
-            fields,
-            artwork,
-            self._progress_of(track),
-            sha256=digest,
-            duration_seconds=duration,
-            check_quota=False,
-            identity=(stat.device, stat.inode) if stat is not None else None,
-            before_end=self._still_wanted(track.id, fields.sharing),
+        progress = PacedProgress(
+            lambda sent, total: self.emit(
+                UploadProgress(track_id=track.id, title=track.title, sent=sent, total=total)
+            )
         )
+        try:
+            return self.client().upload_track(
+                audio,
+                fields,
+                artwork,
+                progress,
+                sha256=digest,
+                duration_seconds=duration,
+                check_quota=False,
+                identity=(stat.device, stat.inode) if stat is not None else None,
+                before_end=self._still_wanted(track.id, fields.sharing),
+            )
+        finally:
+            progress.close()
 
     def _still_wanted(self, track_id: str, sharing: str) -> Callable[[], None]:
         """Checked before the upload's last byte: a copy that would be public while the track
@@ -234,19 +292,6 @@ class Uploader(OnStage):
                 )
 
         return check
-
-    def _progress_of(self, track: Track) -> Callable[[int, int], None]:
-        """The upload's progress as events: a few a second at most, and always the last."""
-        last = [-PROGRESS_EVERY_SECONDS]
-
-        def progress(sent: int, total: int) -> None:
-            now = time.monotonic()
-            if sent < total and now - last[0] < PROGRESS_EVERY_SECONDS:
-                return
-            last[0] = now
-            self.emit(UploadProgress(track_id=track.id, title=track.title, sent=sent, total=total))
-
-        return progress
 
     def _adopted(self, track: Track, remote: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
         """What an earlier upload found on SoundCloud says of itself (so that whatever differs
