@@ -23,20 +23,22 @@ def card(page: Page, title: str) -> Any:
 def test_dropped_track_shows_progress_and_ends_on_soundcloud(
     page: Page, dashboard: Running, sandbox: TestSandbox
 ) -> None:
-    # Slow enough to watch: 7 MB at 500 kB/s (more than loopback's socket buffers take at
-    # once), so progress events reach the page while the upload runs, even on a busy machine.
-    sandbox.faults.update(upload_bytes_per_second=500_000)
+    # The upload stops 2 MB in until the test has seen its progress: 16 MB, more than
+    # loopback's socket buffers take while the sandbox reads nothing.
+    gate = sandbox.hold_uploads(after_bytes=2_000_000)
     (dashboard.exports / "Night Drive.yaml").write_text(
         "title: Night Drive\nartist: DJ Test\ngenre: Techno\nsharing: public\n"
     )
-    make_audio(dashboard.exports / "Night Drive.wav", seconds=40.0, freq=330)
+    make_audio(dashboard.exports / "Night Drive.wav", seconds=90.0, freq=330)
     night = card(page, "Night Drive")
     # The card appears without a reload: the page hears it from the event stream.
     expect(night).to_be_visible(timeout=20 * SECOND)
     expect(night.locator(".artist")).to_have_text("DJ Test")
     expect(night.locator("progress")).to_be_visible(timeout=20 * SECOND)
     expect(night.locator(".progress-text")).to_contain_text(re.compile(r"of .* · .*/s"))
+    assert gate.reached.wait(20), "the upload never reached the gate"
     page.screenshot(path=str(ARTIFACTS / "uploading.png"))
+    gate.open()
     expect(night.locator(".badge")).to_have_text("released", timeout=45 * SECOND)
     link = night.get_by_role("link", name="On SoundCloud")
     href = link.get_attribute("href")

@@ -21,7 +21,9 @@ from __future__ import annotations
 import json
 import secrets
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -160,6 +162,35 @@ class _Throttled:
         return data
 
 
+class UploadGate:
+    """Holds every upload's body once `after_bytes` of it have arrived, until `open()`: a test
+    can look at an upload in progress for as long as it needs, on any machine."""
+
+    def __init__(self, after_bytes: int, *, give_up_after: float = 60.0) -> None:
+        self.after_bytes = after_bytes
+        self.reached = threading.Event()
+        self._open = threading.Event()
+        self._give_up_after = give_up_after
+
+    def open(self) -> None:
+        self._open.set()
+
+    def step(self) -> Callable[[bytes], bytes]:
+        arrived = 0
+
+        def hold(data: bytes) -> bytes:
+            nonlocal arrived
+            arrived += len(data)
+            if arrived >= self.after_bytes and not self._open.is_set():
+                self.reached.set()
+                # Bounded, so a test that forgets to open it fails instead of hanging.
+                if not self._open.wait(self._give_up_after):
+                    raise Dropped
+            return data
+
+        return hold
+
+
 class TestSandbox(Sandbox):
     """The product's Sandbox, plus `faults`, the request log and the accessors below; takes the
     same arguments, and `faults` (a Faults to start with)."""
@@ -175,6 +206,7 @@ class TestSandbox(Sandbox):
         self._seq = 0
         # id(request) -> (seq, arrival time), from _intercept until _observe.
         self._arrivals: dict[int, tuple[int, float]] = {}
+        self._gate: UploadGate | None = None
 
     # -- what tests look at --
 
@@ -239,6 +271,11 @@ class TestSandbox(Sandbox):
                 track.asset_bytes,
                 artwork,
             )
+
+    def hold_uploads(self, after_bytes: int) -> UploadGate:
+        """Uploads from now on stop after `after_bytes` until the gate returned is opened."""
+        self._gate = UploadGate(after_bytes)
+        return self._gate
 
     # -- tokens, for tests that are not about logging in --
 
@@ -359,6 +396,8 @@ class TestSandbox(Sandbox):
         rate = self.faults.upload_bytes_per_second
         if rate and (req.method, req.template) == ("POST", "/tracks"):
             req.body.through(_Throttled(rate))
+        if self._gate is not None and (req.method, req.template) == ("POST", "/tracks"):
+            req.body.through(self._gate.step())
         if after is None:
             return super()._read_multipart(req)
         req.body.through(_CutAfter(after))
