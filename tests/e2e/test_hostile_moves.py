@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from daemon_harness import (
     ThreadedDaemon,
+    command,
     dump,
     eventually,
     in_state,
@@ -330,3 +331,46 @@ def test_a_folder_renamed_while_its_track_uploads_goes_up_once_and_follows(
         assert eventually(lambda: len(read_tracks(state)) > 1, timeout=3) is None, dump(state)
     assert done.audio_path == str(exports / "Renamed" / "Slow.wav"), dump(state)
     assert len(sandbox.tracks()) == 1 and done.local_change is None
+
+
+def test_a_folder_renamed_onto_a_deleted_scheduled_folders_name_keeps_the_edits_its_own(
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
+) -> None:
+    """'Demo' (scheduled, privately on SoundCloud) deleted, 'New Idea' renamed to 'Demo': both
+    records then named that path. Releasing the old one wrote it last, so the path became its
+    own again, and a new mix saved there counted as the old song's re-export. The record that
+    moved there holds the path."""
+    config = write_config(tmp_path, sandbox.base_url)
+    exports, state = tmp_path / "exports", tmp_path / "state"
+    (exports / "Demo").mkdir()
+    (exports / "Demo" / "Master.yaml").write_text(
+        "title: Old\nsharing: public\nrelease_at: 2031-06-01T20:00:00\n"
+    )
+    make_audio(exports / "Demo" / "Master.wav", freq=760)
+    with ThreadedDaemon(config, token_store):
+        old = wait_for(lambda: in_state(state, "Old", State.SCHEDULED), what="scheduled")
+        shutil.rmtree(exports / "Demo")
+        _session(exports / "New Idea", "Master", "New", 761)
+        new = wait_for(lambda: in_state(state, "New", State.RELEASED), what="the new released")
+        (exports / "New Idea").rename(exports / "Demo")
+        wait_for(
+            lambda: (
+                next(t for t in read_tracks(state) if t.id == new.id).audio_path
+                == str(exports / "Demo" / "Master.wav")
+            ),
+            what="the new track following its folder",
+        )
+        command(config, "release", track=old.id)
+        wait_for(lambda: in_state(state, "Old", State.RELEASED), what="the old one released")
+        make_audio(exports / "Demo" / "Master.wav", freq=762)  # a new mix of the new song
+        changed = wait_for(
+            lambda: next((t for t in read_tracks(state) if t.local_change), None),
+            what="the re-export seen",
+        )
+        (exports / "Demo" / "Master.yaml").write_text("title: New Edit\nsharing: public\n")
+        wait_for(
+            lambda: _titles_by_urn(sandbox).get(str(new.soundcloud.urn)) == "New Edit",
+            what="the edit on the new track",
+        )
+    assert changed.id == new.id, dump(state)
+    assert _titles_by_urn(sandbox)[str(old.soundcloud.urn)] == "Old", dump(state)
