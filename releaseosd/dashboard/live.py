@@ -49,9 +49,14 @@ class Progress:
         return (self.total - self.sent) / rate if rate else None
 
     @property
+    def amount(self) -> str:
+        """ "12.3 MB of 40.0 MB"."""
+        return f"{byte_size(self.sent)} of {byte_size(self.total)}"
+
+    @property
     def text(self) -> str:
         """As the card shows it: "12.3 MB of 40.0 MB · 2.1 MB/s · 0:13 left"."""
-        parts = [f"{byte_size(self.sent)} of {byte_size(self.total)}"]
+        parts = [self.amount]
         rate, left = self.rate, self.seconds_left
         if rate:
             parts.append(f"{byte_size(rate)}/s")
@@ -69,6 +74,9 @@ class Progress:
             "rate": round(rate) if rate is not None else None,
             "seconds_left": round(left, 1) if left is not None else None,
             "text": self.text,
+            # When the uploader last said how far it is: the page tells a stalled upload by it.
+            "at": self.at.isoformat(),
+            "amount": self.amount,
         }
 
 

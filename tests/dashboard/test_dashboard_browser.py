@@ -38,6 +38,11 @@ def test_dropped_track_shows_progress_and_ends_on_soundcloud(
     expect(night.locator(".progress-text")).to_contain_text(re.compile(r"of .* · .*/s"))
     assert gate.reached.wait(20), "the upload never reached the gate"
     page.screenshot(path=str(ARTIFACTS / "uploading.png"))
+    # Held there, the card stops showing a rate and says the upload is stalled.
+    expect(night.locator(".progress-text")).to_contain_text(
+        re.compile(r"MB of 15\.\d MB · no progress for 00:00:1\d"), timeout=20 * SECOND
+    )
+    page.screenshot(path=str(ARTIFACTS / "stalled.png"))
     gate.open()
     expect(night.locator(".badge")).to_have_text("released", timeout=45 * SECOND)
     link = night.get_by_role("link", name="On SoundCloud")

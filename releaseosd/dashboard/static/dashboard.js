@@ -24,6 +24,8 @@ async function post(path, body) {
   return data;
 }
 
+const STALLED_AFTER_SECONDS = 10;
+
 function duration(seconds) {
   seconds = Math.max(0, Math.round(seconds));
   const d = Math.floor(seconds / 86400), h = Math.floor(seconds % 86400 / 3600);
@@ -80,6 +82,7 @@ function showProgress(data) {
   const bar = box.querySelector("progress");
   bar.max = data.total; bar.value = data.sent;
   box.querySelector(".progress-text").textContent = data.text;
+  box.dataset.heard = data.at; box.dataset.amount = data.amount;
 }
 
 async function refreshAccount() {
@@ -95,6 +98,14 @@ function tick() {
   for (const el of document.querySelectorAll("[data-countdown]")) {
     const left = (Date.parse(el.dataset.countdown) - now) / 1000;
     el.textContent = left > 0 ? `in ${duration(left)}` : "due now";
+  }
+  // An upload reports each MiB it sends: none for this long, and its rate says nothing more.
+  for (const box of document.querySelectorAll("[data-progress][data-heard]")) {
+    const quiet = (now - Date.parse(box.dataset.heard)) / 1000;
+    if (quiet >= STALLED_AFTER_SECONDS) {
+      box.querySelector(".progress-text").textContent =
+        `${box.dataset.amount} · no progress for ${duration(quiet)}`;
+    }
   }
 }
 
