@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import Executor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -81,6 +81,10 @@ def sidecar_digest(own: Path | None, defaults: Path | None) -> str | None:
         digest.update(f"{kind}:{path.name}:{len(data)}:".encode())
         digest.update(data)
     return digest.hexdigest() if found else None
+
+
+def _leaves_its_folder(track: Track) -> None:
+    track.folder = None
 
 
 class Ingest:
@@ -165,6 +169,11 @@ class Ingest:
                 remove_built_files(self.config.state_dir, track.id)
                 log.info("%s: the refused copy is gone", path)
                 return
+            if track.folder is not None and FolderStat.of(path.parent) == track.folder:
+                # Gone from a folder that is still there: the file was deleted or moved on its
+                # own, not with its folder. Should that folder move later and a file of the
+                # same name be saved in it, that is another export, not this one come back.
+                self.store.update(track.id, _leaves_its_folder)
             if track.on_soundcloud:
                 # What SoundCloud has stays as it is; if the file shows up elsewhere (a moved
                 # folder), the same audio is recognised and the record follows it.
@@ -180,7 +189,7 @@ class Ingest:
         for other in {t.id: t for t in related if t.id != track.id}.values():
             self.builds.submit(self.recheck, Path(other.audio_path))
 
-    def on_folder_moved(self, src: Path, dest: Path) -> None:
+    def on_folder_moved(self, src: Path, dest: Path, present: Collection[Path]) -> None:
         """A folder renamed or moved inside the watch folders, seen at both ends: the records of
         the exports in it follow them now, whatever changed in it meanwhile (a new mix saved, a
         sidecar edited). Left to the gone report, a copy of a track elsewhere could take it over
@@ -192,10 +201,22 @@ class Ingest:
         so of a swap (A to tmp, B to A, tmp to B) each record ends where its export is; had they
         waited for their file to be at each step, the record of A would have stayed at A's path
         and taken B's export for its own re-export. An export gone from its new place is
-        reported gone there (the watcher follows the move too)."""
+        reported gone there (the watcher follows the move too).
+
+        `present` is what the watcher knew to be in the folder when it moved: a record whose
+        export was deleted before (a released track stays on SoundCloud) stays where its file
+        was, rather than claim a place in the moved folder where no such file ever was."""
         src, dest = src.absolute(), dest.absolute()
+        there = {p.absolute() for p in present}
         with self._lock:
             for track in self.store.under(src):
+                if Path(track.audio_path).absolute() not in there:
+                    if track.folder is not None:
+                        # Its file left the folder before the folder moved (the gone report may
+                        # still be on its way): a file of that name in the moved folder later
+                        # is another export.
+                        self.store.update(track.id, _leaves_its_folder)
+                    continue
                 new = dest / Path(track.audio_path).relative_to(src)
                 if track.state == State.REMOVED:
                     stat = self._stat_now(new)

@@ -18,7 +18,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -155,7 +155,10 @@ class _Inbox:
     paths: dict[Path, None] = field(default_factory=dict)
     gone_dirs: dict[Path, None] = field(default_factory=dict)
     new_dirs: dict[Path, None] = field(default_factory=dict)
-    moved_dirs: dict[tuple[Path, Path], None] = field(default_factory=dict)
+    # Each folder move, with the files that left it (deleted, renamed away) before it moved:
+    # events come in the order they happened, the batch is handled moves first.
+    moved_dirs: dict[tuple[Path, Path], frozenset[Path]] = field(default_factory=dict)
+    left: set[Path] = field(default_factory=set)
     folders: list[WatchFolder] | None = None
     rescan: bool = False
     rescan_reason: str = ""
@@ -193,18 +196,32 @@ class _EventSink(FileSystemEventHandler):
         if isinstance(event, FileMovedEvent):
             dest = Path(os.fsdecode(event.dest_path))
             moved = [p for p in (src, dest) if is_candidate(p)]
+
+            def add_move(box: _Inbox) -> None:
+                box.paths.update(dict.fromkeys(moved))
+                box.left.add(src)
+
             if moved:
-                self._post(lambda box: box.paths.update(dict.fromkeys(moved)))
+                self._post(add_move)
         elif isinstance(event, _FILE_CHANGES):
+            deleted = isinstance(event, FileDeletedEvent)
+
+            def add_change(box: _Inbox) -> None:
+                box.paths[src] = None
+                if deleted:
+                    box.left.add(src)
+
             if is_candidate(src):
-                self._post(lambda box: box.paths.__setitem__(src, None))
+                self._post(add_change)
         elif isinstance(event, DirMovedEvent):
             dest = Path(os.fsdecode(event.dest_path))
 
             def add(box: _Inbox) -> None:
                 box.gone_dirs[src] = None
                 box.new_dirs[dest] = None
-                box.moved_dirs[(src, dest)] = None
+                box.moved_dirs[(src, dest)] = frozenset(
+                    p for p in box.left if p.is_relative_to(src)
+                )
 
             self._post(add)
         elif isinstance(event, DirDeletedEvent):
@@ -233,8 +250,9 @@ class ExportWatcher:
       again after another stable period, backing off (up to `retry_max_seconds`) while the file does
       not change, and normally again as soon as it changes. An exception counts as False.
     - `on_gone(path)` follows when a taken file is deleted or moved away.
-    - `on_folder_moved(src, dest)` is told of a folder renamed or moved inside the watch folders
-      when both ends were seen, before any of its files is reported gone or found again.
+    - `on_folder_moved(src, dest, present)` is told of a folder renamed or moved inside the watch
+      folders when both ends were seen, before any of its files is reported gone or found again;
+      `present` are the files the watcher knew to be in it (under `src`) as it moved.
     - A taken file that changes (edited sidecar, re-export) is reported again once stable.
     - Everything present at `start()` is reported (after `stable_seconds`): the callbacks must be
       idempotent, the watcher keeps no memory across restarts.
@@ -246,7 +264,9 @@ class ExportWatcher:
         stable_seconds: float,
         on_stable: Callable[[Path], bool],
         on_gone: Callable[[Path], None],
-        on_folder_moved: Callable[[Path, Path], None] = lambda _src, _dest: None,
+        on_folder_moved: Callable[[Path, Path, Collection[Path]], None] = (
+            lambda _src, _dest, _present: None
+        ),
         ignore_dirs: Sequence[Path] = (),
         reconcile_seconds: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
@@ -399,7 +419,7 @@ class ExportWatcher:
     def _handle(self, box: _Inbox) -> None:
         if box.folders is not None:
             self._apply_folders(box.folders)
-        for src, dest in box.moved_dirs:
+        for (src, dest), left_before in box.moved_dirs.items():
             # Before the old paths are looked at: what they held is known where it is now, so
             # nothing takes it for gone (a copy elsewhere would take its track over). In the
             # order they were made, whatever the disk holds by now (a swap: A to tmp, B to A,
@@ -410,8 +430,14 @@ class ExportWatcher:
             folder = self._folder_for(dest)
             if folder is None or self._dir_ignored(dest, folder):
                 continue
+            with self._lock:
+                present = frozenset(
+                    p
+                    for p in self._tracker.known()
+                    if p.is_relative_to(src) and p not in left_before
+                )
             try:
-                self._on_folder_moved(src, dest)
+                self._on_folder_moved(src, dest, present)
             except Exception:
                 logger.exception("Handling the move of %s to %s failed", src, dest)
             with self._lock:

@@ -374,3 +374,37 @@ def test_a_folder_renamed_onto_a_deleted_scheduled_folders_name_keeps_the_edits_
         )
     assert changed.id == new.id, dump(state)
     assert _titles_by_urn(sandbox)[str(old.soundcloud.urn)] == "Old", dump(state)
+
+
+def test_a_deleted_export_does_not_follow_its_folder_and_a_new_file_there_is_a_new_track(
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
+) -> None:
+    """Chaos seed 1000: 'Tide 016.flac' was deleted (its track stays on SoundCloud), then its
+    folder was renamed three times; the record followed each rename to a file that never was,
+    so a new song saved under that name there would have been taken for its re-export."""
+    config = write_config(tmp_path, sandbox.base_url)
+    exports, state = tmp_path / "exports", tmp_path / "state"
+    _session(exports / "Glass", "Tide", "Deleted Song", 763)
+    _session(exports / "Glass", "Kept", "Kept Song", 764)
+    with ThreadedDaemon(config, token_store):
+        gone = wait_for(lambda: in_state(state, "Deleted Song", State.RELEASED), what="released")
+        kept = wait_for(lambda: in_state(state, "Kept Song", State.RELEASED), what="released")
+        (exports / "Glass" / "Tide.wav").unlink()
+        (exports / "Glass" / "Tide.yaml").unlink()
+        folder = exports / "Glass"
+        for n in range(2):
+            folder = folder.rename(exports / f"Glass m{n}")
+            moved = folder / "Kept.wav"
+            wait_for(
+                lambda: (
+                    next(t for t in read_tracks(state) if t.id == kept.id).audio_path == str(moved)  # noqa: B023 (waited for within the iteration)
+                ),
+                what=f"the kept track following rename {n}",
+            )
+        old = next(t for t in read_tracks(state) if t.id == gone.id)
+        assert old.audio_path == str(exports / "Glass" / "Tide.wav"), dump(state)
+        # Another song saved under the deleted one's name in the moved folder: a track of its own.
+        _session(folder, "Tide", "Another Song", 765)
+        wait_for(lambda: in_state(state, "Another Song", State.RELEASED), what="the new song up")
+    titles = sorted(t["title"] for t in sandbox.tracks())
+    assert titles == ["Another Song", "Deleted Song", "Kept Song"], dump(state)
