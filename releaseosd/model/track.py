@@ -195,6 +195,9 @@ class Track(BaseModel):
     audio_stat: AudioStat | None = None
     # The directory the export was in when it was last looked at (None on records from before).
     folder: FolderStat | None = None
+    # Its export was deleted or moved away on its own while its folder stayed: the folder moving
+    # later does not take the record along (a file of the same name saved there is another).
+    left_its_folder: bool = False
     sidecar_path: str | None = None
     # What the sidecar (over its folder's release.yaml) said, and a digest of those files' bytes:
     # only a change to them is an edit.

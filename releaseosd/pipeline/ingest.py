@@ -85,6 +85,7 @@ def sidecar_digest(own: Path | None, defaults: Path | None) -> str | None:
 
 def _leaves_its_folder(track: Track) -> None:
     track.folder = None
+    track.left_its_folder = True
 
 
 class Ingest:
@@ -189,7 +190,7 @@ class Ingest:
         for other in {t.id: t for t in related if t.id != track.id}.values():
             self.builds.submit(self.recheck, Path(other.audio_path))
 
-    def on_folder_moved(self, src: Path, dest: Path, present: Collection[Path]) -> None:
+    def on_folder_moved(self, src: Path, dest: Path, left: Collection[Path]) -> None:
         """A folder renamed or moved inside the watch folders, seen at both ends: the records of
         the exports in it follow them now, whatever changed in it meanwhile (a new mix saved, a
         sidecar edited). Left to the gone report, a copy of a track elsewhere could take it over
@@ -203,18 +204,17 @@ class Ingest:
         and taken B's export for its own re-export. An export gone from its new place is
         reported gone there (the watcher follows the move too).
 
-        `present` is what the watcher knew to be in the folder when it moved: a record whose
-        export was deleted before (a released track stays on SoundCloud) stays where its file
-        was, rather than claim a place in the moved folder where no such file ever was."""
+        A record whose export had left the folder before it moved stays where its file was:
+        `left` are the files the watcher saw deleted or renamed away just before the move, and
+        a record is marked when its file is reported gone from a folder still there. Following
+        the folder, it would claim a place where no such file ever was, and a new song saved
+        there under that name would count as its re-export (chaos seeds 1000, 1001)."""
         src, dest = src.absolute(), dest.absolute()
-        there = {p.absolute() for p in present}
+        gone_before = {p.absolute() for p in left}
         with self._lock:
             for track in self.store.under(src):
-                if Path(track.audio_path).absolute() not in there:
-                    if track.folder is not None:
-                        # Its file left the folder before the folder moved (the gone report may
-                        # still be on its way): a file of that name in the moved folder later
-                        # is another export.
+                if track.left_its_folder or Path(track.audio_path).absolute() in gone_before:
+                    if not track.left_its_folder:
                         self.store.update(track.id, _leaves_its_folder)
                     continue
                 new = dest / Path(track.audio_path).relative_to(src)
@@ -233,6 +233,7 @@ class Ingest:
         def move(track: Track) -> None:
             track.audio_path = str(path)
             track.folder = track.folder or folder
+            track.left_its_folder = False
             track.watch_root = root
             if track.sidecar_path is not None and Path(track.sidecar_path).is_relative_to(src):
                 track.sidecar_path = str(dest / Path(track.sidecar_path).relative_to(src))
@@ -585,6 +586,7 @@ class Ingest:
         def move(track: Track) -> None:
             track.audio_path = str(path)
             track.folder = folder
+            track.left_its_folder = False
             track.watch_root = root  # its sidecar's artwork now stays inside the new folder
             if track.sidecar_path is not None:
                 track.sidecar_path = str(sidecar_for(path) or "") or None
@@ -723,6 +725,7 @@ class Ingest:
                 def same(t: Track) -> None:
                     t.audio_stat = stat
                     t.folder = t.folder or FolderStat.of(path.parent)
+                    t.left_its_folder = False
                     t.audio_digest = t.audio_digest or audio_digest
                     t.local_change = None
 
@@ -780,6 +783,7 @@ class Ingest:
             # The file this build reads: a folder moved meanwhile is followed by it.
             t.audio_stat = stat
             t.folder = folder
+            t.left_its_folder = False
             t.probe = probe_dict(info)
             t.last_error = None
             t.duplicate_of = None

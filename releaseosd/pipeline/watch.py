@@ -148,6 +148,11 @@ def _make_folder(config: WatchFolder) -> _Folder:
     return _Folder(config=config, path=path, real=Path(os.path.realpath(path)))
 
 
+# Exports remembered as having left their folder on their own, at most (a DAW deleting its
+# bounces all day must not grow the daemon without end).
+_LEFT_REMEMBERED = 10_000
+
+
 @dataclass
 class _Inbox:
     """What watchdog's threads hand to the worker; paths coalesce so a busy writer costs one stat."""
@@ -155,10 +160,9 @@ class _Inbox:
     paths: dict[Path, None] = field(default_factory=dict)
     gone_dirs: dict[Path, None] = field(default_factory=dict)
     new_dirs: dict[Path, None] = field(default_factory=dict)
-    # Each folder move, with the files that left it (deleted, renamed away) before it moved:
-    # events come in the order they happened, the batch is handled moves first.
+    # Each folder move, with the exports that left it on their own (deleted, renamed away)
+    # since the watcher started: those do not go with it.
     moved_dirs: dict[tuple[Path, Path], frozenset[Path]] = field(default_factory=dict)
-    left: set[Path] = field(default_factory=set)
     folders: list[WatchFolder] | None = None
     rescan: bool = False
     rescan_reason: str = ""
@@ -180,10 +184,15 @@ _FILE_CHANGES = (
 
 
 class _EventSink(FileSystemEventHandler):
-    """Runs on watchdog's thread: file it and return; must never raise (that kills the observer)."""
+    """Runs on watchdog's thread: file it and return; must never raise (that kills the observer).
+
+    It remembers which exports left their folder on their own (deleted, or renamed away), in
+    the order the events came, so a folder move can say which of its files went before it: a
+    stat cannot tell a deleted file from one whose folder was renamed since."""
 
     def __init__(self, post: Callable[[Callable[[_Inbox], None]], None]) -> None:
         self._post = post
+        self._left: dict[Path, None] = {}  # ordered: the oldest go first past the limit
 
     def dispatch(self, event: FileSystemEvent) -> None:
         try:
@@ -191,40 +200,45 @@ class _EventSink(FileSystemEventHandler):
         except Exception:  # pragma: no cover - a bug here must not stop the observer
             logger.exception("Could not queue filesystem event %r", event)
 
+    def _gone_alone(self, path: Path) -> None:
+        self._left.pop(path, None)
+        self._left[path] = None
+        if len(self._left) > _LEFT_REMEMBERED:
+            del self._left[next(iter(self._left))]
+
     def _file(self, event: FileSystemEvent) -> None:
         src = Path(os.fsdecode(event.src_path))
         if isinstance(event, FileMovedEvent):
             dest = Path(os.fsdecode(event.dest_path))
             moved = [p for p in (src, dest) if is_candidate(p)]
-
-            def add_move(box: _Inbox) -> None:
-                box.paths.update(dict.fromkeys(moved))
-                box.left.add(src)
-
+            # watchdog makes up a move for each file of a moved folder: those went with it.
+            if is_candidate(src) and not getattr(event, "is_synthetic", False):
+                self._gone_alone(src)
+            self._left.pop(dest, None)
             if moved:
-                self._post(add_move)
+                self._post(lambda box: box.paths.update(dict.fromkeys(moved)))
         elif isinstance(event, _FILE_CHANGES):
-            deleted = isinstance(event, FileDeletedEvent)
-
-            def add_change(box: _Inbox) -> None:
-                box.paths[src] = None
-                if deleted:
-                    box.left.add(src)
-
             if is_candidate(src):
-                self._post(add_change)
+                if isinstance(event, FileDeletedEvent):
+                    self._gone_alone(src)
+                else:
+                    self._left.pop(src, None)  # a file there again
+                self._post(lambda box: box.paths.__setitem__(src, None))
         elif isinstance(event, DirMovedEvent):
             dest = Path(os.fsdecode(event.dest_path))
+            left = frozenset(p for p in self._left if p.is_relative_to(src))
+            for path in left:
+                del self._left[path]
 
             def add(box: _Inbox) -> None:
                 box.gone_dirs[src] = None
                 box.new_dirs[dest] = None
-                box.moved_dirs[(src, dest)] = frozenset(
-                    p for p in box.left if p.is_relative_to(src)
-                )
+                box.moved_dirs[(src, dest)] = left
 
             self._post(add)
         elif isinstance(event, DirDeletedEvent):
+            for path in [p for p in self._left if p.is_relative_to(src)]:
+                del self._left[path]
             self._post(lambda box: box.gone_dirs.__setitem__(src, None))
         elif isinstance(event, DirCreatedEvent):
             self._post(lambda box: box.new_dirs.__setitem__(src, None))
@@ -250,9 +264,9 @@ class ExportWatcher:
       again after another stable period, backing off (up to `retry_max_seconds`) while the file does
       not change, and normally again as soon as it changes. An exception counts as False.
     - `on_gone(path)` follows when a taken file is deleted or moved away.
-    - `on_folder_moved(src, dest, present)` is told of a folder renamed or moved inside the watch
+    - `on_folder_moved(src, dest, left)` is told of a folder renamed or moved inside the watch
       folders when both ends were seen, before any of its files is reported gone or found again;
-      `present` are the files the watcher knew to be in it (under `src`) as it moved.
+      `left` are the files under `src` seen deleted or renamed away just before it moved.
     - A taken file that changes (edited sidecar, re-export) is reported again once stable.
     - Everything present at `start()` is reported (after `stable_seconds`): the callbacks must be
       idempotent, the watcher keeps no memory across restarts.
@@ -265,7 +279,7 @@ class ExportWatcher:
         on_stable: Callable[[Path], bool],
         on_gone: Callable[[Path], None],
         on_folder_moved: Callable[[Path, Path, Collection[Path]], None] = (
-            lambda _src, _dest, _present: None
+            lambda _src, _dest, _left: None
         ),
         ignore_dirs: Sequence[Path] = (),
         reconcile_seconds: float = 60.0,
@@ -430,14 +444,8 @@ class ExportWatcher:
             folder = self._folder_for(dest)
             if folder is None or self._dir_ignored(dest, folder):
                 continue
-            with self._lock:
-                present = frozenset(
-                    p
-                    for p in self._tracker.known()
-                    if p.is_relative_to(src) and p not in left_before
-                )
             try:
-                self._on_folder_moved(src, dest, present)
+                self._on_folder_moved(src, dest, left_before)
             except Exception:
                 logger.exception("Handling the move of %s to %s failed", src, dest)
             with self._lock:

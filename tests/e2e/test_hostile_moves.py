@@ -49,6 +49,19 @@ def _titles_by_urn(sandbox: TestSandbox) -> dict[str, str]:
     return {str(t["urn"]): str(t["title"]) for t in sandbox.tracks()}
 
 
+def _nothing_changes(
+    state: Path, sandbox: TestSandbox, titles: dict[str, str], *, within: float
+) -> None:
+    """No track is taken for re-exported and no title on SoundCloud changes, for `within` s."""
+    changed = eventually(
+        lambda: (
+            any(t.local_change for t in read_tracks(state)) or _titles_by_urn(sandbox) != titles
+        ),
+        timeout=within,
+    )
+    assert changed is None, dump(state)
+
+
 def test_two_released_folders_whose_names_are_swapped_keep_their_own_tracks(
     tmp_path: Path, sandbox: TestSandbox, token_store: Any
 ) -> None:
@@ -84,16 +97,7 @@ def test_two_released_folders_whose_names_are_swapped_keep_their_own_tracks(
         )
         assert swapped, dump(state)
         # Nothing is reported re-exported, and no title on SoundCloud changes.
-        assert (
-            eventually(
-                lambda: (
-                    any(t.local_change for t in read_tracks(state))
-                    or _titles_by_urn(sandbox) != titles
-                ),
-                timeout=3,
-            )
-            is None
-        ), dump(state)
+        _nothing_changes(state, sandbox, titles, within=3)
     assert len(read_tracks(state)) == 2 and len(sandbox.tracks()) == 2
     assert _titles_by_urn(sandbox) == titles
 
@@ -243,16 +247,7 @@ def test_a_folder_renamed_to_a_deleted_released_folders_name_keeps_its_own_track
             ),
             what="the new track following its folder",
         )
-        assert (
-            eventually(
-                lambda: (
-                    any(t.local_change for t in read_tracks(state))
-                    or _titles_by_urn(sandbox) != titles
-                ),
-                timeout=4,
-            )
-            is None
-        ), dump(state)
+        _nothing_changes(state, sandbox, titles, within=4)
     assert {t.title for t in read_tracks(state)} == {"Old", "New"}, dump(state)
 
 
