@@ -44,7 +44,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from starlette.routing import Route, Router
 
 from releaseosd.rehearsal.wire import Answer as _Response
-from releaseosd.rehearsal.wire import BodyRefused, Endpoint
+from releaseosd.rehearsal.wire import BodyRefused, Endpoint, Workers
 from releaseosd.rehearsal.wire import ClientGone as _ClientGone
 from releaseosd.rehearsal.wire import Dropped as _Dropped
 from releaseosd.rehearsal.wire import MultipartSink as _MultipartSink
@@ -643,11 +643,13 @@ class Sandbox:
     def app(self) -> Router:
         """The sandbox as an ASGI app: Starlette's router finds the path template; what none
         matches (a listener's page, or 404) goes through the same cycle."""
+        workers = Workers()
         routes = [
-            Route(template, Endpoint(self._cycle, template, handlers))
+            Route(template, Endpoint(self._cycle, template, handlers, workers))
             for template, handlers in _ROUTES.items()
         ]
-        return Router(routes, default=Endpoint(self._cycle, None, {}), redirect_slashes=False)
+        default = Endpoint(self._cycle, None, {}, workers)
+        return Router(routes, default=default, redirect_slashes=False)
 
     def _cycle(self, req: _Request, handlers: Mapping[str, str]) -> _Response | None:
         """One request answered (in a worker thread): its answer, None when the client left
