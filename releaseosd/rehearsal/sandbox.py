@@ -69,6 +69,7 @@ AUDIO_EXTENSIONS = frozenset(
 _PKCE_RE = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
 _CHALLENGE_RE = re.compile(r"^[A-Za-z0-9\-_]{43}$")
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_STORED_SUFFIX_RE = re.compile(r"\.[a-z0-9]{1,16}")
 _REASONS = {
     400: "Bad Request",
     401: "Unauthorized",
@@ -367,6 +368,14 @@ _ROUTES: dict[str, dict[str, str]] = {
 def pkce_challenge(verifier: str) -> str:
     digest = hashlib.sha256(verifier.encode("ascii")).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def _stored_suffix(filename: str) -> str:
+    """The extension an upload is kept under (its type for the listener's page): the client's,
+    lowercased, when it is a plain short one; none otherwise. A filename is the client's to
+    choose, NULs and 300-character extensions included, and the disk must take the name."""
+    suffix = Path(filename).suffix.lower()
+    return suffix if _STORED_SUFFIX_RE.fullmatch(suffix) else ""
 
 
 def _timestamp(at: float) -> str:
@@ -1248,7 +1257,7 @@ class Sandbox:
             os.replace(asset.path, self.uploads_dir / asset_name)
             artwork_name = None
             if artwork is not None:
-                artwork_name = f"{track_id}-artwork{Path(artwork.filename).suffix.lower()}"
+                artwork_name = f"{track_id}-artwork{_stored_suffix(artwork.filename)}"
                 os.replace(artwork.path, self.uploads_dir / artwork_name)
             track = _Track(
                 id=track_id,
@@ -1319,7 +1328,7 @@ class Sandbox:
                     changes["permalink"] = self._unique_permalink(changes["permalink"], track.id)
                 track.meta.update(changes)
                 if artwork is not None:
-                    name = f"{track.id}-artwork{Path(artwork.filename).suffix.lower()}"
+                    name = f"{track.id}-artwork{_stored_suffix(artwork.filename)}"
                     os.replace(artwork.path, self.uploads_dir / name)
                     track.artwork_file = name
                 self._save()

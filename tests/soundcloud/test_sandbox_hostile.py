@@ -84,3 +84,56 @@ def test_stalled_uploads_past_the_worker_pool_do_not_stop_other_requests(
         faults = http.get("/_sandbox/faults", timeout=5.0)
         assert faults.status_code == 200
     wait_for(lambda: not list(sandbox.incoming_dir.glob("*.part")), "the cut uploads' files gone")
+
+
+@pytest.mark.parametrize(
+    "artwork_disposition",
+    [
+        b"form-data; name=\"track[artwork_data]\"; filename*=utf-8''cover.png%00",
+        b'form-data; name="track[artwork_data]"; filename="cover.' + b"x" * 300 + b'"',
+    ],
+    ids=["nul-in-suffix", "300-char-suffix"],
+)
+def test_an_artwork_filename_the_disk_cannot_hold_is_no_sandbox_bug(
+    sandbox: TestSandbox, tokens: TokenPair, http: httpx.Client, artwork_disposition: bytes
+) -> None:
+    body = (
+        _part(b'form-data; name="track[title]"', b"T")
+        + _part(b'form-data; name="track[asset_data]"; filename="a.mp3"', b"ID3" + bytes(64))
+        + _part(artwork_disposition, b"\x89PNG")
+        + b"--"
+        + BOUNDARY
+        + b"--\r\n"
+    )
+    answer = http.post(
+        "/tracks",
+        content=body,
+        headers={
+            **tokens.headers,
+            "Content-Type": f"multipart/form-data; boundary={BOUNDARY.decode()}",
+        },
+    )
+    assert answer.status_code == 201, answer.text
+    track = answer.json()
+    assert track["artwork_url"] is not None
+    stored = sandbox.upload_of(track["urn"])
+    assert stored.path.exists()
+    assert stored.artwork is not None
+    assert stored.artwork.read_bytes() == b"\x89PNG"
+    assert sorted(p.name for p in sandbox.uploads_dir.iterdir() if p.is_file()) == sorted(
+        [stored.path.name, stored.artwork.name]
+    )
+    # The same artwork given again in an update.
+    body = _part(artwork_disposition, b"\x89PNG2") + b"--" + BOUNDARY + b"--\r\n"
+    updated = http.put(
+        f"/tracks/{track['urn']}",
+        content=body,
+        headers={
+            **tokens.headers,
+            "Content-Type": f"multipart/form-data; boundary={BOUNDARY.decode()}",
+        },
+    )
+    assert updated.status_code == 200, updated.text
+    again = sandbox.upload_of(track["urn"])
+    assert again.artwork is not None
+    assert again.artwork.read_bytes() == b"\x89PNG2"
