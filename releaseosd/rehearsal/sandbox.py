@@ -44,7 +44,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from starlette.routing import Route, Router
 
 from releaseosd.rehearsal.wire import Answer as _Response
-from releaseosd.rehearsal.wire import BodyRefused, Endpoint
+from releaseosd.rehearsal.wire import BodyRefused, Endpoint, Workers
 from releaseosd.rehearsal.wire import ClientGone as _ClientGone
 from releaseosd.rehearsal.wire import Dropped as _Dropped
 from releaseosd.rehearsal.wire import MultipartSink as _MultipartSink
@@ -69,6 +69,7 @@ AUDIO_EXTENSIONS = frozenset(
 _PKCE_RE = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
 _CHALLENGE_RE = re.compile(r"^[A-Za-z0-9\-_]{43}$")
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_STORED_SUFFIX_RE = re.compile(r"\.[a-z0-9]{1,16}")
 _REASONS = {
     400: "Bad Request",
     401: "Unauthorized",
@@ -369,6 +370,14 @@ def pkce_challenge(verifier: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
+def _stored_suffix(filename: str) -> str:
+    """The extension an upload is kept under (its type for the listener's page): the client's,
+    lowercased, when it is a plain short one; none otherwise. A filename is the client's to
+    choose, NULs and 300-character extensions included, and the disk must take the name."""
+    suffix = Path(filename).suffix.lower()
+    return suffix if _STORED_SUFFIX_RE.fullmatch(suffix) else ""
+
+
 def _timestamp(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).strftime("%Y/%m/%d %H:%M:%S +0000")
 
@@ -643,11 +652,13 @@ class Sandbox:
     def app(self) -> Router:
         """The sandbox as an ASGI app: Starlette's router finds the path template; what none
         matches (a listener's page, or 404) goes through the same cycle."""
+        workers = Workers()
         routes = [
-            Route(template, Endpoint(self._cycle, template, handlers))
+            Route(template, Endpoint(self._cycle, template, handlers, workers))
             for template, handlers in _ROUTES.items()
         ]
-        return Router(routes, default=Endpoint(self._cycle, None, {}), redirect_slashes=False)
+        default = Endpoint(self._cycle, None, {}, workers)
+        return Router(routes, default=default, redirect_slashes=False)
 
     def _cycle(self, req: _Request, handlers: Mapping[str, str]) -> _Response | None:
         """One request answered (in a worker thread): its answer, None when the client left
@@ -1246,7 +1257,7 @@ class Sandbox:
             os.replace(asset.path, self.uploads_dir / asset_name)
             artwork_name = None
             if artwork is not None:
-                artwork_name = f"{track_id}-artwork{Path(artwork.filename).suffix.lower()}"
+                artwork_name = f"{track_id}-artwork{_stored_suffix(artwork.filename)}"
                 os.replace(artwork.path, self.uploads_dir / artwork_name)
             track = _Track(
                 id=track_id,
@@ -1317,7 +1328,7 @@ class Sandbox:
                     changes["permalink"] = self._unique_permalink(changes["permalink"], track.id)
                 track.meta.update(changes)
                 if artwork is not None:
-                    name = f"{track.id}-artwork{Path(artwork.filename).suffix.lower()}"
+                    name = f"{track.id}-artwork{_stored_suffix(artwork.filename)}"
                     os.replace(artwork.path, self.uploads_dir / name)
                     track.artwork_file = name
                 self._save()

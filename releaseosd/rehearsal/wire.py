@@ -11,6 +11,7 @@ framing is (Content-Length, chunked, keep-alive) is uvicorn's business, not this
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import parse_qsl
 
+import anyio
 import anyio.from_thread
 import anyio.to_thread
 from python_multipart.exceptions import MultipartParseError
@@ -28,7 +30,7 @@ from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from releaseosd.web.served import cut_connection
+from releaseosd.web.served import MAX_CONNECTIONS, cut_connection
 
 PIECE = 1 << 20
 MAX_SMALL_BODY = 1 << 20
@@ -292,16 +294,40 @@ class Request:
 AnswerRequest = Callable[[Request, Mapping[str, str]], Answer | None]
 
 
+class Workers:
+    """The worker threads the requests of one served app are answered in, shared by its
+    Endpoints: as many as the server keeps connections open (served.MAX_CONNECTIONS). A request
+    holds its thread while its body arrives, however slowly; with anyio's default pool (40
+    threads) 40 stalled uploads would leave every other request, /me or the admin API,
+    waiting for a thread for as long as they stall."""
+
+    def __init__(self, threads: int = MAX_CONNECTIONS) -> None:
+        self._threads = threads
+        self._limiter: tuple[asyncio.AbstractEventLoop, anyio.CapacityLimiter] | None = None
+
+    def limiter(self) -> anyio.CapacityLimiter:
+        """This loop's limiter (a sandbox started again serves on a new loop)."""
+        loop = asyncio.get_running_loop()
+        if self._limiter is None or self._limiter[0] is not loop:
+            self._limiter = (loop, anyio.CapacityLimiter(self._threads))
+        return self._limiter[1]
+
+
 class Endpoint:
     """The ASGI app of one path template (None: what no template matches), whose methods are
-    `handlers` (method -> the sandbox's handler name)."""
+    `handlers` (method -> the sandbox's handler name), answered in one of `workers`."""
 
     def __init__(
-        self, answer: AnswerRequest, template: str | None, handlers: Mapping[str, str]
+        self,
+        answer: AnswerRequest,
+        template: str | None,
+        handlers: Mapping[str, str],
+        workers: Workers,
     ) -> None:
         self._answer = answer
         self.template = template
         self._handlers = dict(handlers)
+        self._workers = workers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = Headers(scope=scope)
@@ -321,7 +347,11 @@ class Endpoint:
         )
         try:
             answer = await anyio.to_thread.run_sync(
-                self._answer, req, self._handlers, abandon_on_cancel=True
+                self._answer,
+                req,
+                self._handlers,
+                abandon_on_cancel=True,
+                limiter=self._workers.limiter(),
             )
         except Dropped:
             cut_connection(scope)
