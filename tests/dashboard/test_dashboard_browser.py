@@ -195,3 +195,34 @@ def test_phone_sized_and_keyboard_only(page: Page, dashboard: Running) -> None:
         raise AssertionError("Tab never reached the Pause uploads button")
     page.keyboard.press("Enter")
     expect(page.get_by_text("uploads paused", exact=True)).to_be_visible()
+
+
+def test_a_card_refreshed_twice_at_once_is_shown_once(page: Page, dashboard: Running) -> None:
+    """Seen in CI: a new track's 'track' and 'progress' events each fetched its card; both
+    answers found no card yet and both put one in, so the page showed it twice (one 'building',
+    one 'uploading'). Only the answer to the latest refresh asked is shown."""
+    (dashboard.exports / "Twice.yaml").write_text("title: Twice Song\nsharing: public\n")
+    make_audio(dashboard.exports / "Twice.wav", freq=790)
+    twice = card(page, "Twice Song")
+    expect(twice.locator(".badge")).to_have_text("released", timeout=30 * SECOND)
+    track_id = by_title(dashboard.state)["Twice Song"].id
+    # The card gone from the page (as for a track not shown yet), then two refreshes whose
+    # answers (the card as the server renders it) come at the same moment.
+    page.evaluate(
+        """async (id) => {
+            const url = `/tracks/${encodeURIComponent(id)}/card`;
+            const html = await (await fetch(url)).text();
+            const real = window.fetch, held = [];
+            window.fetch = (asked, options) => asked === url
+                ? new Promise((answer) => held.push(() => answer(new Response(html))))
+                : real(asked, options);
+            document.getElementById(`card-${id}`).remove();
+            const both = Promise.all([refreshCard(id), refreshCard(id)]);
+            held.forEach((answer) => answer());
+            await both;
+            window.fetch = real;
+        }""",
+        track_id,
+    )
+    expect(page.locator(f"#card-{track_id}")).to_have_count(1)
+    expect(twice.locator(".badge")).to_have_text("released")

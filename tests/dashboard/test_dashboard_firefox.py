@@ -18,7 +18,7 @@ import pytest
 from daemon_harness import free_port, make_audio
 from dashboard_harness import ARTIFACTS, Running
 from marionette_driver import By, marionette
-from marionette_driver.errors import NoSuchElementException
+from marionette_driver.errors import NoSuchElementException, StaleElementException
 
 FIREFOX = shutil.which("firefox-esr") or shutil.which("firefox")
 T = TypeVar("T")
@@ -29,8 +29,8 @@ def _until(what: str, check: Callable[[], T | None], timeout: float = 30.0) -> T
     while True:
         try:
             found = check()
-        except NoSuchElementException:
-            found = None
+        except (NoSuchElementException, StaleElementException):
+            found = None  # not there yet, or re-rendered by a live update meanwhile
         if found:
             return found
         if time.monotonic() > deadline:

@@ -36,13 +36,22 @@ function duration(seconds) {
 
 // --- cards -----------------------------------------------------------------------------------
 
+// The latest refresh asked of each card: events come faster than answers, and an answer that
+// arrives after a newer one was asked for is older than what that one brings.
+const refreshes = new Map();
+
 async function refreshCard(id) {
+  const asked = (refreshes.get(id) || 0) + 1;
+  refreshes.set(id, asked);
   const answer = await fetch(`/tracks/${encodeURIComponent(id)}/card`, { credentials: "same-origin" });
+  const html = answer.ok ? await answer.text() : "";
+  if (refreshes.get(id) !== asked) return;
+  // Looked up now, after the awaits: another refresh may have put the card in meanwhile.
   const old = document.getElementById(`card-${id}`);
   if (answer.status === 404) { if (old) old.remove(); return; }
   if (!answer.ok) return;
   const holder = document.createElement("div");
-  holder.innerHTML = await answer.text();  // server-rendered, escaped by the template
+  holder.innerHTML = html;  // server-rendered, escaped by the template
   const fresh = holder.firstElementChild;
   const cards = document.getElementById("cards");
   const show = cards ? cards.dataset.show : "";
