@@ -83,6 +83,9 @@ def sidecar_digest(own: Path | None, defaults: Path | None) -> str | None:
     return digest.hexdigest() if found else None
 
 
+_ON_SOUNDCLOUD = (State.PROCESSING, State.SCHEDULED, State.PUBLISHED, State.RELEASED)
+
+
 def _leaves_its_folder(track: Track) -> None:
     track.folder = None
     track.left_its_folder = True
@@ -116,12 +119,23 @@ class Ingest:
             self.store.transition(track.id, State.PENDING, note="build interrupted; rebuilding")
 
     def missing_after_scan(self) -> None:
-        """Once the first scan is done: a track not yet uploaded whose export vanished while the
-        daemon was down (a kill, then the file deleted) gets no deletion event and would wait
+        """Once the first scan is done: a track whose export vanished while the daemon was down
+        (a kill, then the file deleted) got no deletion event: one not yet uploaded would wait
         for ever without a reason. It is told gone now, as if the watcher had seen it go."""
         for track in self.store.in_states(State.PENDING, State.INVALID, State.READY):
             path = Path(track.audio_path)
             if track.last_error != gone_message(track) and self._stat_now(path) is None:
+                self.on_gone(path)
+        # One on SoundCloud stays as it is, but its export left a folder that is still there:
+        # should that folder move later, the record must not go with it (chaos seed 1000).
+        for track in self.store.in_states(*_ON_SOUNDCLOUD):
+            path = Path(track.audio_path)
+            if (
+                not track.left_its_folder
+                and track.folder is not None
+                and self._stat_now(path) is None
+                and FolderStat.of(path.parent) == track.folder
+            ):
                 self.on_gone(path)
 
     # --- watcher callbacks ---------------------------------------------------------------------

@@ -403,3 +403,38 @@ def test_a_deleted_export_does_not_follow_its_folder_and_a_new_file_there_is_a_n
         wait_for(lambda: in_state(state, "Another Song", State.RELEASED), what="the new song up")
     titles = sorted(t["title"] for t in sandbox.tracks())
     assert titles == ["Another Song", "Deleted Song", "Kept Song"], dump(state)
+
+
+def test_an_export_deleted_while_the_daemon_is_down_does_not_follow_its_folder_later(
+    tmp_path: Path, sandbox: TestSandbox, token_store: Any
+) -> None:
+    """Chaos seed 1000: 'Drive 027.flac' (on SoundCloud) was deleted while the daemon was down;
+    no deletion event ever came, so each later rename of its folder took the record along."""
+    config = write_config(tmp_path, sandbox.base_url)
+    exports, state = tmp_path / "exports", tmp_path / "state"
+    _session(exports / "Night", "Drive", "Deleted While Down", 766)
+    _session(exports / "Night", "Stays", "Stays", 767)
+    with ThreadedDaemon(config, token_store):
+        gone = wait_for(lambda: in_state(state, "Deleted While Down", State.RELEASED), what="up")
+        stays = wait_for(lambda: in_state(state, "Stays", State.RELEASED), what="up")
+    (exports / "Night" / "Drive.wav").unlink()
+    (exports / "Night" / "Drive.yaml").unlink()
+    with ThreadedDaemon(config, token_store):
+        wait_for(
+            lambda: next(t for t in read_tracks(state) if t.id == gone.id).left_its_folder,
+            what="the deleted export said to have left its folder",
+        )
+        folder = (exports / "Night").rename(exports / "Night m1")
+        wait_for(
+            lambda: (
+                next(t for t in read_tracks(state) if t.id == stays.id).audio_path
+                == str(folder / "Stays.wav")
+            ),
+            what="the other track following its folder",
+        )
+        _session(folder, "Drive", "Another Drive", 768)
+        wait_for(lambda: in_state(state, "Another Drive", State.RELEASED), what="the new song up")
+    old = next(t for t in read_tracks(state) if t.id == gone.id)
+    assert old.audio_path == str(exports / "Night" / "Drive.wav"), dump(state)
+    titles = sorted(t["title"] for t in sandbox.tracks())
+    assert titles == ["Another Drive", "Deleted While Down", "Stays"], dump(state)
