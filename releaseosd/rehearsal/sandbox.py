@@ -560,9 +560,10 @@ class Sandbox:
             raise SandboxError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
         bound_port = sock.getsockname()[1]
         self._base_url = f"http://{host}:{bound_port}"
-        # Clients hold connections open between requests, as SoundCloud's servers let them.
+        # Longer than httpx keeps an idle connection (5 s), so a server closing one never races
+        # a request on it; short enough that idle connections do not hold the 64 slots long.
         self._served = ServedApp(
-            self.app(), [sock], f"soundcloud-sandbox-{bound_port}", keep_alive_seconds=300
+            self.app(), [sock], f"soundcloud-sandbox-{bound_port}", keep_alive_seconds=60
         )
         try:
             self._served.start()
