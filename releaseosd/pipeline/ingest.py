@@ -91,6 +91,12 @@ def _leaves_its_folder(track: Track) -> None:
     track.left_its_folder = True
 
 
+def _found_in(track: Track, folder: FolderStat | None) -> None:
+    """Its export was seen in `folder`: the record follows that folder again."""
+    track.folder = folder
+    track.left_its_folder = False
+
+
 class Ingest:
     def __init__(
         self,
@@ -227,9 +233,10 @@ class Ingest:
         gone_before = {p.absolute() for p in left}
         with self._lock:
             for track in self.store.under(src):
-                if track.left_its_folder or Path(track.audio_path).absolute() in gone_before:
-                    if not track.left_its_folder:
-                        self.store.update(track.id, _leaves_its_folder)
+                if track.left_its_folder:
+                    continue
+                if Path(track.audio_path).absolute() in gone_before:
+                    self.store.update(track.id, _leaves_its_folder)
                     continue
                 new = dest / Path(track.audio_path).relative_to(src)
                 if track.state == State.REMOVED:
@@ -246,8 +253,7 @@ class Ingest:
 
         def move(track: Track) -> None:
             track.audio_path = str(path)
-            track.folder = track.folder or folder
-            track.left_its_folder = False
+            _found_in(track, track.folder or folder)
             track.watch_root = root
             if track.sidecar_path is not None and Path(track.sidecar_path).is_relative_to(src):
                 track.sidecar_path = str(dest / Path(track.sidecar_path).relative_to(src))
@@ -599,8 +605,7 @@ class Ingest:
 
         def move(track: Track) -> None:
             track.audio_path = str(path)
-            track.folder = folder
-            track.left_its_folder = False
+            _found_in(track, folder)
             track.watch_root = root  # its sidecar's artwork now stays inside the new folder
             if track.sidecar_path is not None:
                 track.sidecar_path = str(sidecar_for(path) or "") or None
@@ -738,8 +743,7 @@ class Ingest:
 
                 def same(t: Track) -> None:
                     t.audio_stat = stat
-                    t.folder = t.folder or FolderStat.of(path.parent)
-                    t.left_its_folder = False
+                    _found_in(t, t.folder or FolderStat.of(path.parent))
                     t.audio_digest = t.audio_digest or audio_digest
                     t.local_change = None
 
@@ -796,8 +800,7 @@ class Ingest:
             t.waited_in = None
             # The file this build reads: a folder moved meanwhile is followed by it.
             t.audio_stat = stat
-            t.folder = folder
-            t.left_its_folder = False
+            _found_in(t, folder)
             t.probe = probe_dict(info)
             t.last_error = None
             t.duplicate_of = None
