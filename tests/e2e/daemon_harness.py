@@ -149,6 +149,11 @@ def by_title(state_dir: Path) -> dict[str, Track]:
     return {t.title: t for t in read_tracks(state_dir)}
 
 
+def by_id(state_dir: Path, track_id: str) -> Track:
+    """The record of this track as the store holds it now."""
+    return next(t for t in read_tracks(state_dir) if t.id == track_id)
+
+
 class ThreadedDaemon:
     """The real Daemon, in a thread of the test process (signals are the subprocess tests' job)."""
 

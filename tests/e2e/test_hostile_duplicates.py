@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_harness import ThreadedDaemon, dump, make_audio, read_tracks, wait_for, write_config
+from daemon_harness import (
+    ThreadedDaemon,
+    by_id,
+    dump,
+    make_audio,
+    read_tracks,
+    wait_for,
+    write_config,
+)
 from sandbox_tools import TestSandbox
 
 from releaseosd.model.states import State
@@ -131,7 +139,7 @@ def test_a_copy_of_a_re_export_whose_original_is_gone_does_not_take_over_the_upl
             ),
             what="the copy settled",
         )
-    original = next(t for t in read_tracks(state) if t.id == up.id)
+    original = by_id(state, up.id)
     assert original.audio_path == str(exports / "Tide.wav"), dump(state)
     assert copy.state == State.RELEASED and copy.title == "Tide Copy", dump(state)
     assert len(sandbox.tracks()) == 2

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from daemon_harness import (
     ThreadedDaemon,
+    by_id,
     command,
     dump,
     eventually,
@@ -161,7 +162,7 @@ def test_a_folder_renamed_twice_quickly_keeps_its_track_and_its_copy_stays_a_cop
         )
         wanted = str(exports / "Session 2" / "Kept.wav")
         wait_for(
-            lambda: next(t for t in read_tracks(state) if t.id == first.id).audio_path == wanted,
+            lambda: by_id(state, first.id).audio_path == wanted,
             timeout=10,
             what="the track following both renames",
         )
@@ -178,10 +179,10 @@ def test_a_folder_renamed_twice_quickly_keeps_its_track_and_its_copy_stays_a_cop
             is None
         ), dump(state)
         wait_for(
-            lambda: next(t for t in read_tracks(state) if t.id == copy.id).duplicate_of == first.id,
+            lambda: by_id(state, copy.id).duplicate_of == first.id,
             what="the copy refused as a copy",
         )
-    kept = next(t for t in read_tracks(state) if t.id == first.id)
+    kept = by_id(state, first.id)
     assert not kept.duplicate_of and kept.state == State.RELEASED, dump(state)
 
 
@@ -241,10 +242,7 @@ def test_a_folder_renamed_to_a_deleted_released_folders_name_keeps_its_own_track
         titles = _titles_by_urn(sandbox)
         (exports / "New Idea").rename(exports / "Demo")
         wait_for(
-            lambda: (
-                next(t for t in read_tracks(state) if t.id == new.id).audio_path
-                == str(exports / "Demo" / "Master.wav")
-            ),
+            lambda: by_id(state, new.id).audio_path == str(exports / "Demo" / "Master.wav"),
             what="the new track following its folder",
         )
         _nothing_changes(state, sandbox, titles, within=4)
@@ -349,10 +347,7 @@ def test_a_folder_renamed_onto_a_deleted_scheduled_folders_name_keeps_the_edits_
         new = wait_for(lambda: in_state(state, "New", State.RELEASED), what="the new released")
         (exports / "New Idea").rename(exports / "Demo")
         wait_for(
-            lambda: (
-                next(t for t in read_tracks(state) if t.id == new.id).audio_path
-                == str(exports / "Demo" / "Master.wav")
-            ),
+            lambda: by_id(state, new.id).audio_path == str(exports / "Demo" / "Master.wav"),
             what="the new track following its folder",
         )
         command(config, "release", track=old.id)
@@ -392,11 +387,11 @@ def test_a_deleted_export_does_not_follow_its_folder_and_a_new_file_there_is_a_n
             moved = folder / "Kept.wav"
             wait_for(
                 lambda: (
-                    next(t for t in read_tracks(state) if t.id == kept.id).audio_path == str(moved)  # noqa: B023 (waited for within the iteration)
+                    by_id(state, kept.id).audio_path == str(moved)  # noqa: B023 (waited for within the iteration)
                 ),
                 what=f"the kept track following rename {n}",
             )
-        old = next(t for t in read_tracks(state) if t.id == gone.id)
+        old = by_id(state, gone.id)
         assert old.audio_path == str(exports / "Glass" / "Tide.wav"), dump(state)
         # Another song saved under the deleted one's name in the moved folder: a track of its own.
         _session(folder, "Tide", "Another Song", 765)
@@ -421,20 +416,17 @@ def test_an_export_deleted_while_the_daemon_is_down_does_not_follow_its_folder_l
     (exports / "Night" / "Drive.yaml").unlink()
     with ThreadedDaemon(config, token_store):
         wait_for(
-            lambda: next(t for t in read_tracks(state) if t.id == gone.id).left_its_folder,
+            lambda: by_id(state, gone.id).left_its_folder,
             what="the deleted export said to have left its folder",
         )
         folder = (exports / "Night").rename(exports / "Night m1")
         wait_for(
-            lambda: (
-                next(t for t in read_tracks(state) if t.id == stays.id).audio_path
-                == str(folder / "Stays.wav")
-            ),
+            lambda: by_id(state, stays.id).audio_path == str(folder / "Stays.wav"),
             what="the other track following its folder",
         )
         _session(folder, "Drive", "Another Drive", 768)
         wait_for(lambda: in_state(state, "Another Drive", State.RELEASED), what="the new song up")
-    old = next(t for t in read_tracks(state) if t.id == gone.id)
+    old = by_id(state, gone.id)
     assert old.audio_path == str(exports / "Night" / "Drive.wav"), dump(state)
     titles = sorted(t["title"] for t in sandbox.tracks())
     assert titles == ["Another Drive", "Deleted While Down", "Stays"], dump(state)

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from daemon_harness import (
     ThreadedDaemon,
+    by_id,
     command,
     dump,
     eventually,
@@ -387,8 +388,7 @@ def test_a_moved_folder_keeps_its_track_and_its_refused_copy_stays_a_copy(
             wanted = str(session / "Kept.wav")
             wait_for(
                 lambda: (
-                    (t := next(t for t in read_tracks(state) if t.id == first.id)).audio_path
-                    == wanted  # noqa: B023 (waited for within the iteration)
+                    (t := by_id(state, first.id)).audio_path == wanted  # noqa: B023 (waited for within the iteration)
                     and t
                 ),
                 what=f"the track following rename {n}",
